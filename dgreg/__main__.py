@@ -1,0 +1,5 @@
+import sys
+
+from dgreg.cli import main
+
+sys.exit(main())

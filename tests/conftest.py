@@ -1,0 +1,59 @@
+"""Shared fixtures: every test runs with a clean dgreg state and no auto-loaded plugins."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dgreg import config, dispatch
+from dgreg.registry import Registry, reset_registry, set_registry
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clean_dgreg() -> Iterator[None]:
+    """Installed third-party plugins stay out unless a test loads them on purpose."""
+    with config.scope(DGREG_PLUGINS=(), DGREG_DISABLE_PLUGINS=(), DGREG_ARCH=None,
+                      DGREG_FORCE_PLUGIN=None, DGREG_STRICT=False, DGREG_TRACE_PLUGINS=False):
+        reset_registry()
+        dispatch.clear_caches()
+        dispatch._warned.clear()
+        yield
+    reset_registry()
+    dispatch.clear_caches()
+    dispatch._warned.clear()
+
+
+@pytest.fixture
+def make_registry() -> Iterator[Callable[..., Registry]]:
+    """``make_registry(("name", plugin_obj), ...)``: a registry of the reference plus these."""
+
+    def make(*plugins: tuple[str, object], **kwargs: object) -> Registry:
+        registry = Registry(autoload=False, **kwargs)
+        for name, plugin in plugins:
+            registry.add(plugin, name, distribution=f"test-{name}", version="0.0")
+        set_registry(registry)
+        dispatch.clear_caches()
+        return registry
+
+    yield make
+    reset_registry()
+
+
+@pytest.fixture
+def no_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+import torch
+
+import dgreg
+from dgreg import Candidate, ConfigChoice, FallbackWarning, NoKernelError, PluginError, config
+from dgreg.device import preset
+from dgreg.spec import Problem, spec_for
+
+from plugin_helpers import ToyConfig, ToyPlugin, python_candidate
+
+FP8 = spec_for("fp8_gemm")
+BF16 = spec_for("bf16_gemm")
+H100, B200 = preset("h100"), preset("b200")
+
+
+def _bf16_inputs(m=8, n=16, k=32):
+    return torch.randn(m, k, dtype=torch.bfloat16), torch.randn(n, k, dtype=torch.bfloat16)
+
+
+def test_resolution_ranks_by_priority_and_explains_rejections(make_registry):
+    def only_bf16(spec, device):
+        return None if spec.op == "bf16_gemm" else f"serves bf16_gemm only (got {spec.op})"
+
+    make_registry(
+        ("hopper", ToyPlugin(python_candidate("hopper.fast", priority=200, supports=only_bf16),
+                             python_candidate("hopper.slow", priority=100), arch="sm90a")),
+        ("blackwell", ToyPlugin(python_candidate("blackwell.k", priority=300), arch="sm100a")),
+    )
+    res = dgreg.resolve(FP8, H100, Problem(128, 256, 512))
+    assert res.chosen.kernel_id == "hopper.slow"
+    statuses = {d.candidate.kernel_id: (d.status, d.reason) for d in res.decisions}
+    assert statuses["hopper.fast"] == ("rejected", "serves bf16_gemm only (got fp8_gemm)")
+    assert statuses["reference.torch"] == ("accepted", None)
+    assert "blackwell.k" not in statuses  # offered on sm100a only
+    assert [d.candidate.kernel_id for d in res.decisions][-1] == "reference.torch"
+    assert dgreg.resolve(BF16, H100).chosen.kernel_id == "hopper.fast"
+    assert dgreg.resolve(FP8, B200).chosen.kernel_id == "blackwell.k"
+    text = str(res)
+    assert "hopper.fast" in text and "serves bf16_gemm only" in text and "-> hopper.slow" in text
+
+
+def test_problem_level_rejection(make_registry):
+    def small_only(spec, problem):
+        return "M > 64 is not served" if problem.m > 64 else None
+
+    make_registry(("toy", ToyPlugin(python_candidate("toy.small", reject=small_only))))
+    assert dgreg.resolve(BF16, H100, Problem(64, 8, 8)).chosen.kernel_id == "toy.small"
+    res = dgreg.resolve(BF16, H100, Problem(65, 8, 8))
+    assert res.chosen.kernel_id == "reference.torch" and res.is_fallback
+    assert res.decisions[0].reason == "M > 64 is not served"
+
+
+def test_spec_level_answers_are_cached_per_spec_and_device(make_registry):
+    calls = []
+
+    def counting(spec, device):
+        calls.append((spec, device))
+
+    make_registry(("toy", ToyPlugin(python_candidate("toy.k", supports=counting))))
+    for m in (1, 2, 3):
+        dgreg.resolve(BF16, H100, Problem(m, 8, 8))
+    assert calls == [(BF16, H100)]
+    dgreg.resolve(BF16, B200)
+    assert len(calls) == 2
+
+
+def test_heuristic_config_reaches_explain_and_kernel_key(make_registry):
+    def pick(candidate, spec, problem, device):
+        return ConfigChoice(ToyConfig(64, 112), {"waves": 0.97, "sms": device.sm_count},
+                            ((ToyConfig(64, 128), 0.8, "fewer SMs busy"),))
+
+    make_registry(("toy", ToyPlugin(python_candidate("toy.k"), heuristic=pick)))
+    res = dgreg.resolve(BF16, H100, Problem(256, 7168, 7168))
+    assert res.choice.config == ToyConfig(64, 112)
+    assert res.kernel_key.kernel_id == "toy.k" and res.kernel_key.arch == "sm90a"
+    text = str(res)
+    assert "ToyConfig(block_m=64, block_n=112)" in text and "waves: 0.97" in text
+    assert "fewer SMs busy" in text
+    assert res.as_dict()["figures"]["sms"] == 132
+
+
+def test_heuristic_must_return_a_config_choice(make_registry):
+    make_registry(("toy", ToyPlugin(python_candidate("toy.k"), heuristic=lambda *a: {"bm": 64})))
+    with pytest.raises(PluginError, match="dgreg_heuristic must return a dgreg.ConfigChoice"):
+        dgreg.resolve(BF16, H100, Problem(1, 8, 8))
+
+
+def test_plugin_bug_in_supports_is_a_reason_not_a_crash(make_registry):
+    def broken(spec, device):
+        raise KeyError("oops")
+
+    make_registry(("toy", ToyPlugin(python_candidate("toy.k", supports=broken))))
+    with pytest.warns(UserWarning, match="toy.k raised KeyError"):
+        res = dgreg.resolve(BF16, H100)
+    assert res.decisions[0].reason.startswith("plugin error: KeyError")
+    assert res.chosen.kernel_id == "reference.torch"
+
+
+def test_pins(make_registry):
+    make_registry(("a", ToyPlugin(python_candidate("a.k", priority=50))),
+                  ("b", ToyPlugin(python_candidate("b.k", priority=10))))
+    assert dgreg.resolve(BF16, H100).chosen.kernel_id == "a.k"
+    assert dgreg.resolve(BF16, H100, plugin="b").chosen.kernel_id == "b.k"
+    assert dgreg.resolve(BF16, H100, plugin="test-b").chosen.kernel_id == "b.k"  # distribution name
+    with dgreg.use(plugin="b"):
+        res = dgreg.resolve(BF16, H100)
+        assert res.chosen.kernel_id == "b.k" and res.pin == "b"
+        assert dict((d.candidate.kernel_id, d.reason) for d in res.decisions)["a.k"] == \
+            "not the pinned plugin 'b'"
+    with config.scope(DGREG_FORCE_PLUGIN="reference"):
+        assert dgreg.resolve(BF16, H100).chosen.kernel_id == "reference.torch"
+    with pytest.raises(NoKernelError, match="pinned plugin 'nope' is not installed.*a, b, reference"):
+        dgreg.resolve(BF16, H100, plugin="nope")
+
+
+def test_pinned_plugin_that_cannot_serve_is_an_error_not_a_fallback(make_registry):
+    make_registry(("a", ToyPlugin(python_candidate("a.k", supports=lambda s, d: "never"))))
+    a, b = _bf16_inputs()
+    with pytest.raises(NoKernelError, match="no kernel can run") as exc:
+        dgreg.gemm(a, b, plugin="a")
+    assert "never" in str(exc.value) and "not the pinned plugin 'a'" in str(exc.value)
+
+
+def test_fallback_warns_once_and_strict_forbids_it():
+    a, b = _bf16_inputs()
+    with pytest.warns(FallbackWarning, match="no accelerated kernel for bf16_gemm.nt.bf16 on cpu"):
+        dgreg.gemm(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dgreg.gemm(a, b)
+        dgreg.gemm(*_bf16_inputs(m=9))  # a new shape of the same spec: still warned only once
+        dgreg.gemm(a, b, plugin="reference")  # an explicit pin is not a fallback
+    with config.scope(DGREG_STRICT=True), pytest.raises(NoKernelError) as exc:
+        dgreg.gemm(*_bf16_inputs(m=10))
+    assert "DGREG_STRICT=1 forbids" in str(exc.value)
+    assert "reference.torch" in str(exc.value)  # the explanation is embedded
+
+
+def test_cuda_only_candidates_are_rejected_for_cpu_tensors(make_registry):
+    seen = []
+
+    def gpu_run(call):
+        seen.append(call)
+
+    make_registry(("gpu", ToyPlugin(python_candidate("gpu.k", needs_cuda=True, run=gpu_run))))
+    a, b = _bf16_inputs()
+    with pytest.warns(FallbackWarning, match="gpu.k: needs CUDA tensors \\(the inputs are on cpu\\)"):
+        d = dgreg.gemm(a, b)
+    assert not seen
+    torch.testing.assert_close(d.float(), a.float() @ b.float().T, rtol=1e-2, atol=1e-2)
+    assert dgreg.resolve(BF16, H100).chosen.kernel_id == "gpu.k"  # explain without tensors
+
+
+def test_simulated_device_cannot_launch_cuda_kernels(make_registry):
+    from dgreg.dispatch import resolve
+
+    make_registry(("gpu", ToyPlugin(python_candidate("gpu.k", needs_cuda=True))))
+    res = resolve(BF16, H100, Problem(8, 8, 8), tensors_on="cuda")
+    assert res.decisions[0].reason.startswith("the device is simulated")
+
+
+def test_jit_candidates_say_why_they_cannot_run_yet(make_registry):
+    jit = Candidate("toy.jit", supports=lambda s, d: None, priority=100)
+    make_registry(("toy", ToyPlugin(jit)))
+    res = dgreg.resolve(BF16, H100)
+    assert res.decisions[0].status == "rejected" and "JIT" in res.decisions[0].reason
+
+
+def test_dgreg_arch_simulates_a_device(make_registry):
+    make_registry(("b", ToyPlugin(python_candidate("b.k"), arch="sm100a")))
+    with config.scope(DGREG_ARCH="sm100a"):
+        res = dgreg.explain("fp8_gemm", (128, 4096, 7168), file=None)
+    assert res.device == B200 and res.chosen.kernel_id == "b.k"
+
+
+def test_explain_prints_and_returns(capsys):
+    res = dgreg.explain("m_grouped_fp8_gemm_masked", Problem(256, 4096, 7168, 4, expected_m=192),
+                        device="h100")
+    out = capsys.readouterr().out
+    assert out.startswith("dgreg: m_grouped_fp8_gemm_masked.nt.1d2d.bf16 g4m256n4096k7168~m192")
+    assert "reference.torch" in out and res.is_fallback
+    buf = io.StringIO()
+    dgreg.explain(BF16, (8, 8, 8), device="sm90a", file=buf)
+    assert "bf16_gemm.nt.bf16 m8n8k8" in buf.getvalue()
+    with pytest.raises(TypeError):
+        dgreg.explain(BF16, layout="TN")
+
+
+def test_num_sms_limits_the_device_heuristics_see(make_registry):
+    seen = []
+
+    def pick(candidate, spec, problem, device):
+        seen.append(device.sm_count)
+        return ConfigChoice(ToyConfig(64, 64))
+
+    make_registry(("toy", ToyPlugin(python_candidate("toy.k"), heuristic=pick)))
+    with config.scope(DGREG_ARCH="h100"):
+        assert dgreg.get_num_sms() == 132
+        try:
+            dgreg.set_num_sms(100)
+            assert dgreg.get_num_sms() == 100
+            dgreg.explain(BF16, (8, 8, 8), file=None)
+            assert seen == [100]
+            with pytest.raises(dgreg.InvalidArgumentError, match="'num_sms' must be at most 132"):
+                dgreg.set_num_sms(133)
+            with pytest.raises(dgreg.InvalidArgumentError, match="'num_sms' must be a positive int"):
+                dgreg.set_num_sms(0)
+        finally:
+            import dgreg.dispatch as dispatch
+
+            dispatch._num_sms = None
