@@ -73,6 +73,21 @@ KNOBS: dict[str, Knob] = _knobs(
     Knob("DGREG_STRICT", "bool", False,
          "Make falling back to the torch reference an error (NoKernelError) instead of a "
          "one-time warning."),
+    Knob("DGREG_CACHE_DIR", "path", None,
+         "Kernel cache directory (default ~/.cache/dgreg). A read-only directory serves hits "
+         "and turns a miss into CacheError."),
+    Knob("DGREG_NVCC", "path", None,
+         "nvcc to compile with (default: $CUDA_HOME/bin/nvcc, then nvcc on PATH)."),
+    Knob("DGREG_JIT_BACKEND", "str", "nvcc",
+         "Compiler backend: nvcc (default) or nvrtc (in-process, needs cuda-bindings; no host "
+         "code, no system headers)."),
+    Knob("DGREG_PRINT_COMPILER_COMMAND", "bool", False,
+         "Print each compiler command (or NVRTC option list) to stderr."),
+    Knob("DGREG_PTXAS_VERBOSE", "bool", False,
+         "Print ptxas's resource report (registers, spills, shared memory) after each compile; "
+         "the report is always kept in the cache entry."),
+    Knob("DGREG_DUMP_SASS", "bool", False,
+         "Also write the disassembly (kernel.sass, via cuobjdump) into each new cache entry."),
 )
 
 _overrides: list[dict[str, Any]] = []

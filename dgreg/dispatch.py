@@ -39,11 +39,10 @@ __all__ = [
 _pin: contextvars.ContextVar[str | None] = contextvars.ContextVar("dgreg_pin", default=None)
 _num_sms: int | None = None
 _spec_cache: dict[tuple[Any, ...], tuple[tuple[Candidate, str | None], ...]] = {}
-_plan_cache: dict[tuple[Any, ...], Resolution] = {}
+_plan_cache: dict[tuple[Any, ...], tuple[Resolution, Any]] = {}
 _warned: set[tuple[str, str]] = set()
 
-_JIT_PENDING = ("compiled (JIT) kernels need dgreg's JIT toolchain, which this version of "
-                "dgreg does not include yet")
+_kernels: dict[KernelKey, Any] = {}  # loaded JIT kernels of this process
 
 
 @attrs.frozen
@@ -236,8 +235,6 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
                 reason = f"needs CUDA tensors (the inputs are on {tensors_on})"
             elif device.simulated:
                 reason = f"the device is simulated ({device.arch} via DGREG_ARCH); cannot launch"
-        if reason is None and candidate.is_jit:
-            reason = _JIT_PENDING
         if reason is None and problem is not None and candidate.reject is not None:
             reason = _ask(candidate, candidate.reject, spec, problem)
         if reason is None and chosen is None:
@@ -259,10 +256,15 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
                               plugin=chosen.plugin, hook="dgreg_heuristic")
         if choice is not None:
             key = KernelKey(chosen.kernel_id, spec, choice.config, device.arch)
+        elif chosen.is_jit:
+            raise PluginError(f"plugin {chosen.plugin!r} offered JIT kernel {chosen.kernel_id} but "
+                              f"its dgreg_heuristic gave no config for {spec.name} {problem!r}",
+                              plugin=chosen.plugin, hook="dgreg_heuristic")
     return Resolution(spec, device, problem, pin, tuple(decisions), choice, key)
 
 
-def _plan(call: Any, plugin: str | None) -> Resolution:
+def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:
+    """The resolution for this call's (spec, problem, device) and the function that runs it."""
     device_type = call.a.device.type
     device = current_device(call.a.device)
     pin = plugin or _pin.get() or config.get("DGREG_FORCE_PLUGIN")
@@ -270,8 +272,8 @@ def _plan(call: Any, plugin: str | None) -> Resolution:
     registry = get_registry()
     key = (call.spec, call.problem, device, device_type, pin, strict, _num_sms,
            registry.generation, id(registry))
-    plan = _plan_cache.get(key)
-    if plan is None:
+    planned = _plan_cache.get(key)
+    if planned is None:
         plan = resolve(call.spec, device, call.problem, plugin=pin, tensors_on=device_type)
         if plan.chosen is None:
             raise NoKernelError(f"no kernel can run {call.spec.name} {call.problem!r}", plan)
@@ -281,8 +283,42 @@ def _plan(call: Any, plugin: str | None) -> Resolution:
                     f"DGREG_STRICT=1 forbids the torch reference fallback for "
                     f"{call.spec.name} {call.problem!r}", plan)
             _warn_fallback(plan)
-        _plan_cache[key] = plan
-    return plan
+        runner = plan.chosen.run if not plan.chosen.is_jit else _jit_runner(registry, plan, call)
+        planned = _plan_cache[key] = (plan, runner)
+    return planned
+
+
+def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> Any:
+    """Build (or fetch) and load the kernel, and ask its plugin once how to launch it."""
+    from dgreg import jit
+    from dgreg.errors import CaptureError
+    from dgreg.jit.launch import LoadedKernel
+    from dgreg.kernel import LaunchSpec
+
+    candidate, cfg = plan.chosen, plan.choice.config
+    if jit.is_capturing():
+        raise CaptureError(
+            f"dgreg has not run {call.spec.name} {call.problem!r} in this process yet and would "
+            f"have to compile or load {candidate.kernel_id} while a CUDA graph is being captured; "
+            f"run the same call once before capturing (warm up)")
+    spec_launch = registry.launch_args(candidate, cfg, call)
+    if not isinstance(spec_launch, LaunchSpec):
+        raise PluginError(f"plugin {candidate.plugin!r}: dgreg_launch_args must return a "
+                          f"dgreg.LaunchSpec for {candidate.kernel_id} "
+                          f"(got {type(spec_launch).__name__})",
+                          plugin=candidate.plugin, hook="dgreg_launch_args")
+    kernel = _kernels.get(plan.kernel_key)
+    if kernel is None:
+        built = jit.build(registry, candidate, call.spec, cfg, plan.device)
+        kernel = LoadedKernel(built.cubin, built.source.entry, spec_launch.shared_mem)
+        _kernels[plan.kernel_key] = kernel
+    grid, block, cluster = spec_launch.grid, spec_launch.block, spec_launch.cluster
+    smem, pack, types = spec_launch.shared_mem, spec_launch.pack, spec_launch.arg_types
+
+    def run(call: Any) -> None:
+        kernel.launch(grid, block, pack(call), types, cluster=cluster, shared_mem=smem)
+
+    return run
 
 
 def _warn_fallback(plan: Resolution) -> None:
@@ -301,8 +337,8 @@ def _warn_fallback(plan: Resolution) -> None:
 
 def execute(call: Any, plugin: str | None = None) -> Any:
     """Resolve (cached) and run ``call``; returns ``call.d``."""
-    plan = _plan(call, plugin)
-    plan.chosen.run(call)
+    _, runner = _plan(call, plugin)
+    runner(call)
     return call.d
 
 

@@ -108,21 +108,25 @@ def dgreg_compile(source: KernelSource, device: Device) -> Binary | None:
 
 
 @hookspec
-def dgreg_sass_passes(binary: Binary, source: KernelSource, device: Device) -> Sequence[SassPass]:
-    """Return the SASS post-processing passes to apply to ``binary``, in order.
+def dgreg_sass_passes(source: KernelSource, device: Device) -> Sequence[SassPass]:
+    """Return the SASS post-processing passes to apply to the cubin compiled from ``source``.
 
-    Collecting; called after ``dgreg_compile``, before the binary is published to the cache.
-    Lists from all plugins are concatenated in registration order. Each pass's name and
-    version is part of the kernel-cache key. Return ``[]`` for binaries that are not yours.
+    Collecting; called on every kernel build, *before* compiling, because each pass's name
+    and version is part of the kernel-cache key; the passes then run in order on the fresh
+    cubin, before it is published to the cache. Lists from all plugins are concatenated in
+    load order. Return ``[]`` for sources that are not yours; a pass that finds nothing to
+    change returns the cubin unchanged.
     """
 
 
 @hookspec(firstresult=True)
 def dgreg_launch_args(candidate: Candidate, config: Any, call: GemmCall) -> LaunchSpec | None:
-    """Map a call to kernel parameters, grid, block, cluster and dynamic shared memory.
+    """Describe how to launch ``candidate``'s kernel for calls shaped like ``call``.
 
-    firstresult; called for a JIT candidate when a call's plan is built (once per distinct
-    tensor set on the hot path's cache). Return ``None`` if ``candidate`` is not yours.
+    firstresult; called once per planned (spec, problem, device), not per call: the returned
+    :class:`LaunchSpec` holds the grid, block, cluster and dynamic shared memory, plus a
+    ``pack(call)`` function the hot path calls on every call to produce the kernel arguments
+    (pointers, sizes, TMA descriptors). Return ``None`` if ``candidate`` is not yours.
     """
 
 

@@ -143,10 +143,16 @@ class SassPass:
 
 @attrs.frozen
 class LaunchSpec:
-    """How to launch a kernel for one call: arguments, grid, block, cluster, shared memory."""
+    """How to launch a kernel for calls of one planned shape.
 
-    args: tuple[Any, ...]
+    ``pack(call)`` returns the kernel's arguments for one call, in order; ``arg_types`` gives
+    each one's ctypes type (``None`` for driver objects such as a ``CUtensorMap``). The hot path
+    calls ``pack`` and launches; it calls no hook.
+    """
+
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
+    pack: Callable[[Any], tuple[Any, ...]] = attrs.field(validator=attrs.validators.is_callable())
+    arg_types: tuple[Any, ...] = ()
     cluster: tuple[int, int, int] = (1, 1, 1)
     shared_mem: int = 0

@@ -86,9 +86,12 @@ class Registry:
             self.pm.trace.root.setwriter(sys.stderr.write)
             self.pm.enable_tracing()
         from dgreg import reference
+        from dgreg.jit.plugin import JitPlugin
 
-        self.add(reference.ReferencePlugin(), BUILTIN, distribution="dgreg",
-                 version=_dist_version("dgreg"), builtin=True)
+        version = _dist_version("dgreg")
+        self.add(reference.ReferencePlugin(), BUILTIN, distribution="dgreg", version=version,
+                 builtin=True)
+        self.add(JitPlugin(), "jit", distribution="dgreg", version=version, builtin=True)
         if autoload:
             self.load_entry_points()
 
@@ -267,8 +270,8 @@ class Registry:
     def compile(self, source: KernelSource, device: Device) -> Binary | None:
         return self.pm.hook.dgreg_compile(source=source, device=device)
 
-    def sass_passes(self, binary: Binary, source: KernelSource, device: Device) -> list[SassPass]:
-        lists = self.pm.hook.dgreg_sass_passes(binary=binary, source=source, device=device)
+    def sass_passes(self, source: KernelSource, device: Device) -> list[SassPass]:
+        lists = self.pm.hook.dgreg_sass_passes(source=source, device=device)
         # pluggy returns the last-registered plugin's answer first; passes run in load order
         return [p for answer in reversed(lists) for p in (answer or ())]
 

@@ -114,7 +114,7 @@ def test_pins(make_registry):
             "not the pinned plugin 'b'"
     with config.scope(DGREG_FORCE_PLUGIN="reference"):
         assert dgreg.resolve(BF16, H100).chosen.kernel_id == "reference.torch"
-    with pytest.raises(NoKernelError, match="pinned plugin 'nope' is not installed.*a, b, reference"):
+    with pytest.raises(NoKernelError, match="pinned plugin .nope. is not installed.*a, b, jit, reference"):
         dgreg.resolve(BF16, H100, plugin="nope")
 
 
@@ -164,11 +164,12 @@ def test_simulated_device_cannot_launch_cuda_kernels(make_registry):
     assert res.decisions[0].reason.startswith("the device is simulated")
 
 
-def test_jit_candidates_say_why_they_cannot_run_yet(make_registry):
+def test_jit_candidates_need_a_config_from_their_plugin(make_registry):
     jit = Candidate("toy.jit", supports=lambda s, d: None, priority=100)
     make_registry(("toy", ToyPlugin(jit)))
-    res = dgreg.resolve(BF16, H100)
-    assert res.decisions[0].status == "rejected" and "JIT" in res.decisions[0].reason
+    assert dgreg.resolve(BF16, H100).chosen.kernel_id == "toy.jit"  # explain without a problem
+    with pytest.raises(PluginError, match="gave no config"):
+        dgreg.resolve(BF16, H100, Problem(8, 8, 8))
 
 
 def test_dgreg_arch_simulates_a_device(make_registry):

@@ -1,5 +1,137 @@
+"""``dgreg explain OP --m M --n N --k K ...``: which kernel would serve a call, and why.
+
+Prints :func:`dgreg.explain` (every candidate, accepted or rejected with its reason, the
+chosen config and kernel key) or, with ``--json``, ``Resolution.as_dict()``.
+"""
+
 from __future__ import annotations
 
+import argparse
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
-    sub.add_parser("explain").set_defaults(func=lambda a: 0)
+from dgreg.cli.plugins_cmd import print_json
+
+if TYPE_CHECKING:
+    from dgreg.device import Device
+    from dgreg.spec import GemmSpec, Problem
+
+__all__ = ["add_parser", "build_problem", "parse_ks", "run"]
+
+
+def _size(text: str) -> int:
+    """argparse type: a non-negative int (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative int (got {value})")
+    return value
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """argparse type for ``--ks 128,256,...``: the per-group K of a K-grouped op."""
+    try:
+        ks = tuple(_size(part.strip()) for part in text.split(",") if part.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"--ks takes comma-separated ints: {exc}") from None
+    if not ks:
+        raise argparse.ArgumentTypeError("--ks takes at least one group size, e.g. 128,256")
+    return ks
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "explain", help="show which kernel serves a GEMM and why the others do not",
+        description="Resolve one operation and size on a device (the current one, or a "
+                    "simulated one with --device) and print every candidate with its verdict.")
+    parser.add_argument("op", help="operation name, e.g. fp8_gemm, m_grouped_bf16_gemm_masked")
+    parser.add_argument("--m", type=_size, required=True, help="rows of A (M_max per group "
+                        "when masked, M_sum when contiguous)")
+    parser.add_argument("--n", type=_size, required=True, help="columns of D")
+    parser.add_argument("--k", type=_size, help="reduction size (K-grouped: the sum; see --ks)")
+    parser.add_argument("--ks", type=parse_ks, metavar="K1,K2,...",
+                        help="K-grouped ops: per-group K (sets --groups and --k)")
+    parser.add_argument("--groups", type=_size, help="number of groups of a grouped op")
+    parser.add_argument("--expected-m", type=_size, help="grouped ops: typical rows per group")
+    parser.add_argument("--layout", type=str.upper, choices=("NT", "NN", "TN", "TT"),
+                        help="operand major-ness (default: NT, TN for K-grouped)")
+    parser.add_argument("--recipe", type=str.lower, choices=("1d2d", "1d1d", "ue8m0", "none"),
+                        help="FP8 scaling recipe (default: 1d2d, 1d1d for K-grouped)")
+    parser.add_argument("--out-dtype", choices=("bf16", "fp32"),
+                        help="dtype of D (default: bf16, fp32 for K-grouped)")
+    parser.add_argument("--accumulate", action="store_true", help="D = C + A @ B")
+    parser.add_argument("--device", help="h100, h200, b200, sm90a, sm100a, cpu, or a plugin's "
+                        "arch tag (default: the current device, or DGREG_ARCH)")
+    parser.add_argument("--plugin", help="pin resolution to this plugin")
+    parser.add_argument("--json", action="store_true", help="print Resolution.as_dict() as JSON")
+    parser.set_defaults(func=run)
+
+
+def _check_grouping(spec: GemmSpec, args: argparse.Namespace) -> None:
+    from dgreg.errors import InvalidArgumentError
+    from dgreg.spec import Grouping
+
+    if args.ks is not None and spec.grouping != Grouping.K_CONTIGUOUS:
+        raise InvalidArgumentError("--ks", f"omitted: {spec.op} is not K-grouped", args.ks)
+    if spec.grouping == Grouping.NONE:
+        if args.groups not in (None, 1):
+            raise InvalidArgumentError("--groups", f"1 or omitted: {spec.op} is not grouped",
+                                       args.groups)
+        if args.expected_m is not None:
+            raise InvalidArgumentError("--expected-m", f"omitted: {spec.op} is not grouped",
+                                       args.expected_m)
+
+
+def build_problem(spec: GemmSpec, args: argparse.Namespace) -> Problem:
+    """The :class:`Problem` the options describe; inconsistent sizes are an InvalidArgumentError."""
+    from dgreg.errors import InvalidArgumentError
+    from dgreg.spec import Problem
+
+    _check_grouping(spec, args)
+    k, groups = args.k, args.groups
+    if args.ks is not None:
+        if k is not None and k != sum(args.ks):
+            raise InvalidArgumentError("--k", f"the sum of --ks ({sum(args.ks)}) or omitted", k)
+        if groups is not None and groups != len(args.ks):
+            raise InvalidArgumentError("--groups", f"the number of --ks ({len(args.ks)}) or "
+                                       "omitted", groups)
+        k, groups = sum(args.ks), len(args.ks)
+    if k is None:
+        raise InvalidArgumentError("--k", "given (or --ks for a K-grouped op)", "nothing")
+    try:
+        return Problem(args.m, args.n, k, groups if groups is not None else 1,
+                       expected_m=args.expected_m or None, group_ks=args.ks)
+    except ValueError as exc:  # Problem's validators name the field; keep the one-line shape
+        raise InvalidArgumentError("sizes", "consistent", exc) from None
+
+
+def _device(name: str | None) -> Device | None:
+    from dgreg.device import preset
+    from dgreg.errors import InvalidArgumentError
+
+    if name is None:
+        return None
+    try:
+        return preset(name)
+    except InvalidArgumentError as exc:  # preset() names DGREG_ARCH; here the user typed --device
+        raise InvalidArgumentError("--device", exc.expected, exc.received) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from dgreg.dispatch import explain
+    from dgreg.errors import UnsupportedSpecError
+    from dgreg.spec import spec_for
+
+    try:
+        spec = spec_for(args.op, layout=args.layout, recipe=args.recipe,
+                        d_dtype=args.out_dtype, accumulate=args.accumulate)
+    except ValueError as exc:  # an enum converter's message; UnsupportedSpecError passes through
+        raise UnsupportedSpecError(str(exc)) from None
+    result = explain(spec, build_problem(spec, args), device=_device(args.device),
+                     plugin=args.plugin, file=None)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(result)
+    return 0

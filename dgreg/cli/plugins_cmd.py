@@ -30,17 +30,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
     """
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    indent = sum(widths[:-1]) + len(_GAP) * (len(headers) - 1)
+    indent = sum(widths[:-1]) + len(_GAP) * (len(headers) - 1)  # where the last column starts
     last_width = max(30, width - indent) if wrap_last else None
 
     def line(row: Sequence[str]) -> list[str]:
-        head = _GAP.join(c.ljust(w) for c, w in zip(row[:-1], widths[:-1]))
+        head = _GAP.join(c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True))
         pieces = textwrap.wrap(row[-1], last_width) if last_width and row[-1] else [row[-1]]
         first = (head + _GAP + pieces[0]) if head else pieces[0]
-        return [first.rstrip()] + [" " * indent + _GAP + p for p in pieces[1:]]
+        return [first.rstrip()] + [" " * indent + p for p in pieces[1:]]
 
+    rules = [*widths[:-1], min(widths[-1], last_width or widths[-1])]
     out = line(list(headers))
-    out.append(_GAP.join("-" * w for w in widths))
+    out.append(_GAP.join("-" * w for w in rules))
     for row in cells:
         out.extend(line(row))
     return "\n".join(out)
@@ -66,29 +67,29 @@ def loaded_plugins() -> list[PluginInfo]:
 
 
 def _hook_names(info: PluginInfo) -> str:
-    return ",".join(h.removeprefix("dgreg_") for h in info.hooks) or "-"
+    return ", ".join(info.hooks) or "-"
 
 
 def plugin_row(info: PluginInfo) -> list[str]:
-    """name, distribution, version, status, api, archs, hooks, note (or failure reason)."""
+    """name, distribution, version, status, api, archs, note (a failed plugin: its reason)."""
     note = info.reason if info.status != "loaded" else (info.note or info.description)
     return [info.name, info.distribution or "-", info.version or "-", info.status,
             "-" if info.api_version is None else str(info.api_version),
-            ",".join(info.archs) or "-", _hook_names(info), note]
+            ",".join(info.archs) or "-", note]
 
 
-PLUGIN_HEADERS = ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "API", "ARCHS", "HOOKS",
-                  "NOTE / REASON")
+PLUGIN_HEADERS = ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "API", "ARCHS", "NOTE / REASON")
 
 
-def _settings_line() -> str:
+def _settings_line(plugins: Sequence[PluginInfo]) -> str:
     from dgreg import config
 
     allow = config.get("DGREG_PLUGINS")
     block = config.get("DGREG_DISABLE_PLUGINS")
     allowed = "unset (all installed)" if allow is None else (",".join(allow) or "empty (none)")
-    return (f"loading: DGREG_PLUGINS={allowed}; DGREG_DISABLE_PLUGINS="
-            f"{','.join(block) or 'unset'}; the built-in reference plugin always loads")
+    return (f"loading: DGREG_PLUGINS={allowed}; DGREG_DISABLE_PLUGINS={','.join(block) or 'unset'}"
+            f"\n         (built-in plugins always load: "
+            f"{', '.join(p.name for p in plugins if p.builtin)})")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,5 +109,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_table(PLUGIN_HEADERS, [plugin_row(p) for p in plugins], wrap_last=True))
     print()
-    print(_settings_line())
+    # hooks get a table of their own: a plugin implementing all of them is wider than a row
+    print(format_table(("NAME", "HOOKS IMPLEMENTED"),
+                       [[p.name, _hook_names(p)] for p in plugins], wrap_last=True))
+    print()
+    print(_settings_line(plugins))
     return 0
