@@ -8,6 +8,7 @@ scales' shapes and dtype unless ``recipe=`` says it. ``plugin=`` pins the call t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,15 +19,45 @@ from dgreg.call import GemmCall
 
 __all__ = ["gemm", "k_grouped_gemm_contiguous", "m_grouped_gemm_contiguous", "m_grouped_gemm_masked"]
 
+# The hot path. A call whose tensors have the metadata (dtype, shape, strides, device) of an
+# earlier call, with the same options, reuses that call's validated spec and problem and its
+# planned runner: no validation beyond pointer alignment, no hook, no file, no compile.
+_FAST: dict[tuple[Any, ...], tuple[Callable[..., GemmCall], Any]] = {}
+dispatch.cache_listeners.append(_FAST.clear)
+_compiling = torch.compiler.is_compiling
 
-def _run(call: GemmCall, plugin: str | None) -> torch.Tensor:
+
+def _sig(t: Any) -> Any:
+    if t is None:
+        return None
+    return (t.dtype, t.shape, t.stride(), t.device)  # AttributeError for non-tensors
+
+
+def _aligned(*tensors: Any) -> bool:
+    bits = 0
+    for t in tensors:
+        if t is not None:
+            bits |= t.data_ptr()
+    return not bits & 15
+
+
+def _run(call: GemmCall, plugin: str | None, key: Any = None,
+         remake: Callable[..., GemmCall] | None = None) -> torch.Tensor:
     p = call.problem
     if p.m == 0 or p.n == 0:
         return call.d
     if p.k == 0:  # D = C (or 0) on the rows the op writes: no kernel needed
         reference.run(call)
         return call.d
-    return dispatch.execute(call, plugin)
+    _, runner = dispatch._plan(call, plugin)
+    runner(call)
+    if key is not None and remake is not None:
+        _FAST[key] = (remake, runner)
+    return call.d
+
+
+def _spec_problem(call: GemmCall) -> tuple[Any, Any]:
+    return call.spec, call.problem
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -45,8 +76,40 @@ def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
     when their operand is passed transposed; int32 packed UE8M0 scales select the ue8m0 recipe.
     ``c`` (``[M, N]``, float32 or D's dtype, may be ``d`` itself) is added when given.
     """
-    return _run(_call.dense_call(a, b, d, c=c, a_scale=a_scale, b_scale=b_scale, layout=layout,
-                                 out_dtype=out_dtype, recipe=recipe), plugin)
+    if _compiling():
+        from dgreg.ops import call_op
+
+        return call_op("gemm", a, b, d, c=c, a_scale=a_scale, b_scale=b_scale, layout=layout,
+                       recipe=recipe)
+    try:
+        key = ("gemm", _sig(a), _sig(b), _sig(d), c is d and c is not None, _sig(c),
+               _sig(a_scale), _sig(b_scale), layout, out_dtype, recipe, plugin,
+               dispatch._pin.get())
+        fast = _FAST.get(key)
+    except (AttributeError, TypeError):  # not tensors, or unhashable options: the slow path says why
+        key = fast = None
+    if fast is not None and _aligned(a, b, d, c, a_scale, b_scale):
+        call = fast[0](a, b, d, c, a_scale, b_scale)
+        fast[1](call)
+        return call.d
+    call = _call.dense_call(a, b, d, c=c, a_scale=a_scale, b_scale=b_scale, layout=layout,
+                            out_dtype=out_dtype, recipe=recipe)
+    spec, problem = _spec_problem(call)
+    ta, tb = layout.upper()[0] == "T", layout.upper()[1] == "N"
+    d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
+
+    def remake(a, b, d, c, a_scale, b_scale):
+        if d is None:
+            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+        if ta:
+            a = a.t()
+            a_scale = a_scale.t() if a_scale is not None else None
+        if tb:
+            b = b.t()
+            b_scale = b_scale.t() if b_scale is not None else None
+        return GemmCall(spec, problem, a, b, d, c, a_scale, b_scale)
+
+    return _run(call, plugin, key, remake)
 
 
 def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -64,10 +127,41 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     ``[G]`` end offsets where group g starts at ``align(end[g-1], 128)``. Rows of no group
     are left untouched in ``d``. ``expected_m`` is a size hint for the heuristics.
     """
-    return _run(_call.m_contiguous_call(
+    if _compiling():
+        from dgreg.ops import call_op
+
+        return call_op("m_grouped_gemm_contiguous", a, b, d, grouped_layout=grouped_layout,
+                       a_scale=a_scale, b_scale=b_scale, layout=layout,
+                       use_psum_layout=use_psum_layout, expected_m=expected_m, recipe=recipe)
+    try:
+        key = ("m_contiguous", _sig(a), _sig(b), _sig(d), _sig(grouped_layout), _sig(a_scale),
+               _sig(b_scale), layout, use_psum_layout, expected_m, out_dtype, recipe, plugin,
+               dispatch._pin.get())
+        fast = _FAST.get(key)
+    except (AttributeError, TypeError):
+        key = fast = None
+    if fast is not None and _aligned(a, b, d, a_scale, b_scale):
+        call = fast[0](a, b, d, grouped_layout, a_scale, b_scale)
+        fast[1](call)
+        return call.d
+    call = _call.m_contiguous_call(
         a, b, d, grouped_layout=grouped_layout, a_scale=a_scale, b_scale=b_scale, layout=layout,
         use_psum_layout=use_psum_layout, expected_m=expected_m, out_dtype=out_dtype,
-        recipe=recipe), plugin)
+        recipe=recipe)
+    spec, problem = _spec_problem(call)
+    tb = layout.upper() == "NN"
+    d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
+
+    def remake(a, b, d, grouped_layout, a_scale, b_scale):
+        if d is None:
+            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+        if tb:
+            b = b.transpose(1, 2)
+            b_scale = b_scale.transpose(1, 2) if b_scale is not None else None
+        return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, grouped_layout,
+                        use_psum_layout)
+
+    return _run(call, plugin, key, remake)
 
 
 def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -81,9 +175,33 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
     on the device, so the call is CUDA-graph friendly); the other rows of ``d`` are left
     untouched. ``expected_m`` is the heuristics' guess of a typical ``masked_m``.
     """
-    return _run(_call.m_masked_call(
-        a, b, d, masked_m=masked_m, expected_m=expected_m, a_scale=a_scale, b_scale=b_scale,
-        out_dtype=out_dtype, recipe=recipe), plugin)
+    if _compiling():
+        from dgreg.ops import call_op
+
+        return call_op("m_grouped_gemm_masked", a, b, d, masked_m=masked_m,
+                       expected_m=expected_m, a_scale=a_scale, b_scale=b_scale, recipe=recipe)
+    try:
+        key = ("m_masked", _sig(a), _sig(b), _sig(d), _sig(masked_m), _sig(a_scale),
+               _sig(b_scale), expected_m, out_dtype, recipe, plugin, dispatch._pin.get())
+        fast = _FAST.get(key)
+    except (AttributeError, TypeError):
+        key = fast = None
+    if fast is not None and _aligned(a, b, d, a_scale, b_scale):
+        call = fast[0](a, b, d, masked_m, a_scale, b_scale)
+        fast[1](call)
+        return call.d
+    call = _call.m_masked_call(a, b, d, masked_m=masked_m, expected_m=expected_m,
+                               a_scale=a_scale, b_scale=b_scale, out_dtype=out_dtype,
+                               recipe=recipe)
+    spec, problem = _spec_problem(call)
+    d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
+
+    def remake(a, b, d, masked_m, a_scale, b_scale):
+        if d is None:
+            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+        return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, masked_m)
+
+    return _run(call, plugin, key, remake)
 
 
 def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -98,5 +216,32 @@ def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     for ue8m0). ``d`` and ``c`` are ``[G, M, N]`` float32. FP8 scales are per row x 128-K:
     ``a_scale`` ``[sum K / 128, M]``, ``b_scale`` ``[sum K / 128, N]``.
     """
-    return _run(_call.k_grouped_call(a, b, d, ks=ks, ks_tensor=ks_tensor, c=c, a_scale=a_scale,
-                                     b_scale=b_scale, recipe=recipe), plugin)
+    if _compiling():
+        from dgreg.ops import call_op
+
+        return call_op("k_grouped_gemm_contiguous", a, b, d, ks=ks, ks_tensor=ks_tensor, c=c,
+                       a_scale=a_scale, b_scale=b_scale, recipe=recipe)
+    try:
+        key = ("k_grouped", _sig(a), _sig(b), _sig(d), c is d and c is not None, _sig(c),
+               tuple(ks), _sig(ks_tensor), _sig(a_scale), _sig(b_scale), recipe, plugin,
+               dispatch._pin.get())
+        fast = _FAST.get(key)
+    except (AttributeError, TypeError):
+        key = fast = None
+    if fast is not None and _aligned(a, b, d, c, a_scale, b_scale):
+        call = fast[0](a, b, d, c, ks_tensor, a_scale, b_scale)
+        fast[1](call)
+        return call.d
+    call = _call.k_grouped_call(a, b, d, ks=ks, ks_tensor=ks_tensor, c=c, a_scale=a_scale,
+                                b_scale=b_scale, recipe=recipe)
+    spec, problem = _spec_problem(call)
+    d_shape = tuple(call.d.shape)
+
+    def remake(a, b, d, c, ks_tensor, a_scale, b_scale):
+        if d is None:
+            d = torch.empty(d_shape, dtype=torch.float32, device=a.device)
+        a_scale = a_scale.t() if a_scale is not None else None
+        b_scale = b_scale.t() if b_scale is not None else None
+        return GemmCall(spec, problem, a.t(), b.t(), d, c, a_scale, b_scale, ks_tensor)
+
+    return _run(call, plugin, key, remake)

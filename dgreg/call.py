@@ -121,6 +121,10 @@ def _aligned(name: str, x: torch.Tensor) -> None:
         raise InvalidArgumentError(name, "a tensor whose data pointer is 16-byte aligned",
                                    f"address {x.data_ptr():#x} (a sliced view?)")
     for dim, (extent, stride) in enumerate(zip(x.shape, x.stride())):
+        if extent > 1 and stride <= 0:
+            raise InvalidArgumentError(
+                name, "a tensor with positive strides (not an expanded/broadcast view)",
+                f"stride {stride} in dim {dim} of {list(x.shape)}")
         if extent > 1 and stride != 1 and (stride * size) % _TMA_BYTES:
             raise InvalidArgumentError(
                 name, f"a tensor whose non-unit strides are multiples of 16 bytes "

@@ -91,6 +91,17 @@ KNOBS: dict[str, Knob] = _knobs(
 )
 
 _overrides: list[dict[str, Any]] = []
+_listeners: list[Callable[[], None]] = []
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever a ``scope`` begins or ends (caches built on settings)."""
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
 
 
 def get(name: str) -> Any:
@@ -131,10 +142,12 @@ def scope(**overrides: Any) -> Iterator[None]:
     if unknown:
         raise KeyError(f"unknown dgreg setting(s) {unknown}; known: {', '.join(sorted(KNOBS))}")
     _overrides.append(dict(overrides))
+    _changed()
     try:
         yield
     finally:
         _overrides.pop()
+        _changed()
 
 
 def describe() -> list[dict[str, Any]]:

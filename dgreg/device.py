@@ -68,8 +68,11 @@ PRESETS: dict[str, Device] = {
 _PRESET_FOR_ARCH = {"sm90a": "h100", "sm90": "h100", "sm100a": "b200", "sm100": "b200"}
 
 
-def preset(name_or_arch: str) -> Device:
-    """A simulated device: a preset name (``h100``, ``b200``), a known arch, or a bare tag."""
+def preset(name_or_arch: str, argument: str = "DGREG_ARCH") -> Device:
+    """A simulated device: a preset name (``h100``, ``b200``), a known arch, or a bare tag.
+
+    ``argument`` names where the value came from, for the error message.
+    """
     key = name_or_arch.strip().lower()
     if key in PRESETS:
         return PRESETS[key]
@@ -79,7 +82,7 @@ def preset(name_or_arch: str) -> Device:
         return CPU
     if not _ARCH_RE.match(key):
         raise InvalidArgumentError(
-            "DGREG_ARCH", f"'cpu', a preset ({', '.join(PRESETS)}) or an arch tag like 'sm120a'",
+            argument, f"'cpu', a preset ({', '.join(PRESETS)}) or an arch tag like 'sm120a'",
             repr(name_or_arch))
     # A plugin's own arch: resolution works, limits are unknown to the core.
     return Device(arch=key, name=f"simulated {key}", simulated=True)

@@ -169,10 +169,23 @@ def _effective(device: Device) -> Device:
     return device
 
 
+#: Caches of callers built on resolutions (the API's fast path) register their clear() here.
+cache_listeners: list[Any] = []
+
+
 def clear_caches() -> None:
-    """Forget resolutions and plans (after plugins or settings change)."""
+    """Forget resolutions and plans (after plugins or settings change).
+
+    ``DGREG_*`` variables are read when a shape is first planned; after changing one in
+    ``os.environ`` mid-process, call this (``config.scope`` does it itself).
+    """
     _spec_cache.clear()
     _plan_cache.clear()
+    for listener in cache_listeners:
+        listener()
+
+
+config.on_change(clear_caches)
 
 
 # -- resolution -----------------------------------------------------------------------------
@@ -312,11 +325,12 @@ def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> Any:
         built = jit.build(registry, candidate, call.spec, cfg, plan.device)
         kernel = LoadedKernel(built.cubin, built.source.entry, spec_launch.shared_mem)
         _kernels[plan.kernel_key] = kernel
-    grid, block, cluster = spec_launch.grid, spec_launch.block, spec_launch.cluster
-    smem, pack, types = spec_launch.shared_mem, spec_launch.pack, spec_launch.arg_types
+    launch = kernel.bind(spec_launch.grid, spec_launch.block, spec_launch.arg_types,
+                         cluster=spec_launch.cluster, shared_mem=spec_launch.shared_mem)
+    pack = spec_launch.pack
 
     def run(call: Any) -> None:
-        kernel.launch(grid, block, pack(call), types, cluster=cluster, shared_mem=smem)
+        launch(pack(call))
 
     return run
 
@@ -364,7 +378,7 @@ def explain(spec: GemmSpec | str, problem: Problem | tuple[int, ...] | None = No
     if isinstance(problem, tuple):
         problem = Problem(*problem)
     if isinstance(device, str):
-        device = preset(device)
+        device = preset(device, argument="device")
     result = resolve(spec, device, problem, plugin=plugin)
     if file == "stdout":
         file = sys.stdout

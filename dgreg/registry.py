@@ -200,6 +200,9 @@ class Registry:
     def _invalidate(self) -> None:
         self._candidates.clear()
         self.generation += 1
+        from dgreg import dispatch
+
+        dispatch.clear_caches()
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -306,6 +309,9 @@ def set_registry(registry: Registry | None) -> Registry | None:
     global _registry, _registry_key
     old = _registry
     _registry = registry
+    from dgreg import dispatch
+
+    dispatch.clear_caches()
     _registry_key = None if registry is None else (
         config.get("DGREG_PLUGINS"), config.get("DGREG_DISABLE_PLUGINS"),
         config.get("DGREG_TRACE_PLUGINS"))

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from dgreg.errors import UnsupportedSpecError
+from dgreg.errors import InvalidArgumentError, UnsupportedSpecError
 
 __all__ = [
     "OPS", "SCALE_BLOCK", "DType", "GemmSpec", "Grouping", "Layout", "Problem", "Recipe", "spec_for",
@@ -49,7 +49,7 @@ class DType(str, enum.Enum):
             return cls(text)
         except ValueError:
             names = ", ".join(d.value for d in cls)
-            raise ValueError(f"dtype must be one of {names} (got {value!r})") from None
+            raise InvalidArgumentError("dtype", f"one of {names}", repr(value)) from None
 
 
 class Layout(str, enum.Enum):
@@ -102,14 +102,13 @@ class Recipe(str, enum.Enum):
             table = {(1, 128, 128): cls.R1D2D, (1, 1, 128): cls.R1D1D}
             if value in table:
                 return table[value]
-            raise ValueError(
-                f"recipe must be (1, 128, 128) or (1, 1, 128) (got {value!r})")
+            raise InvalidArgumentError("recipe", "(1, 128, 128) or (1, 1, 128)", repr(value))
         text = str(value).lower()
         for member in cls:
             if text in (member.value, member.name.lower()):
                 return member
         names = ", ".join(m.value for m in cls)
-        raise ValueError(f"recipe must be one of {names} (got {value!r})")
+        raise InvalidArgumentError("recipe", f"one of {names}", repr(value))
 
 
 def _enum_converter(enum_type: type[enum.Enum]):
@@ -124,8 +123,8 @@ def _enum_converter(enum_type: type[enum.Enum]):
             return enum_type(str(value).upper() if enum_type is Layout else str(value).lower())
         except ValueError:
             names = ", ".join(m.value for m in enum_type)
-            raise ValueError(
-                f"{enum_type.__name__.lower()} must be one of {names} (got {value!r})") from None
+            raise InvalidArgumentError(enum_type.__name__.lower(), f"one of {names}",
+                                       repr(value)) from None
 
     return convert
 
@@ -213,12 +212,12 @@ class GemmSpec:
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"'{attribute.name}' must be a non-negative int (got {value!r})")
+        raise InvalidArgumentError(attribute.name, "a non-negative int", repr(value))
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"'{attribute.name}' must be a positive int (got {value!r})")
+        raise InvalidArgumentError(attribute.name, "a positive int", repr(value))
 
 
 def _optional_positive(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -231,7 +230,7 @@ def _group_ks(instance: object, attribute: attrs.Attribute, value: object) -> No
         return
     if not isinstance(value, tuple) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-        raise ValueError(f"'group_ks' must be a tuple of non-negative ints (got {value!r})")
+        raise InvalidArgumentError("group_ks", "a tuple of non-negative ints", repr(value))
 
 
 @attrs.frozen(repr=False)

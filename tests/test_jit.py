@@ -13,13 +13,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from toy_jit_plugin import SOURCE, ToyJitPlugin
 
 from dgreg import CaptureError, CompileError, KernelSource, SassPass, config
 from dgreg.errors import CacheError
 from dgreg.jit import KernelCache, PtxasReport, build, build_source, compiler_id, gencode_flag
 from dgreg.jit import builder as build_module
-
-from toy_jit_plugin import SOURCE, ToyJitPlugin
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None and not os.environ.get("CUDA_HOME"),
                                 reason="needs nvcc (the CUDA toolkit) on PATH or in CUDA_HOME")
@@ -167,7 +166,7 @@ def test_read_only_cache_serves_hits_and_refuses_misses(cache, tmp_path):
                 path.chmod(0o555)
     try:
         assert not build_source(toy_source(), cache=cache).built  # a hit needs no write
-        with pytest.raises(CacheError, match="not writable .* has no entry for kernel"):
+        with pytest.raises(CacheError, match=r"not writable .* has no entry for kernel"):
             build_source(toy_source(tile=2), cache=cache)
     finally:
         for path in [cache.root, *cache.root.rglob("*")]:

@@ -73,10 +73,7 @@ def dequant(x: torch.Tensor, sf: torch.Tensor | None, recipe: str, *, block_rows
     if sf is None:
         return xd
     rows, k = x.shape[-2], x.shape[-1]
-    if recipe == "ue8m0":
-        values = _decode_ue8m0(sf, _kb(k))
-    else:
-        values = sf.to(torch.float64)
+    values = _decode_ue8m0(sf, _kb(k)) if recipe == "ue8m0" else sf.to(torch.float64)
     kidx = torch.arange(k) // 128
     ridx = torch.arange(rows) // (128 if block_rows else 1)
     scale = values[..., ridx, :][..., :, kidx]
@@ -129,8 +126,8 @@ def _fp8_dense(recipe: str, m: int, n: int, k: int, seed: int = 0):
     g = _gen(seed)
     a, b = _operand((m, k), FP8, g), _operand((n, k), FP8, g)
     if recipe == "ue8m0":
-        sa_f, sa = _ue8m0((m, _kb(k)), g)
-        sb_f, sb = _ue8m0((n, _kb(k)), g)
+        _, sa = _ue8m0((m, _kb(k)), g)
+        _, sb = _ue8m0((n, _kb(k)), g)
     else:
         sa = _scales((m, _kb(k)), g)
         sb = _scales((_kb(n) if recipe == "1d2d" else n, _kb(k)), g)

@@ -44,9 +44,9 @@ def test_undefined_combinations_name_the_rule(fields, rule):
 
 
 def test_bad_field_values_name_the_field():
-    with pytest.raises(ValueError, match="layout must be one of"):
+    with pytest.raises(ValueError, match="'layout' must be one of"):
         GemmSpec("bf16", "bf16", layout="XY")
-    with pytest.raises(ValueError, match="recipe must be"):
+    with pytest.raises(ValueError, match="'recipe' must be"):
         GemmSpec("fp8", "fp8", recipe=(1, 2, 3))
     with pytest.raises(TypeError):
         GemmSpec("bf16", "bf16", accumulate="yes")

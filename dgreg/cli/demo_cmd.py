@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from dgreg.dispatch import Resolution
 
-__all__ = ["DemoInputs", "add_parser", "check", "make_inputs", "run"]
+__all__ = ["Check", "DemoInputs", "add_parser", "check", "make_inputs", "run"]
 
 #: calc_diff limits of the conformance suite (DESIGN.md section 8).
 CALC_DIFF_LIMIT = {"fp8": 1e-3, "bf16": 1e-5}
@@ -126,6 +126,8 @@ def make_inputs(m: int, n: int, k: int, dtype: str, device: torch.device,
 
 @attrs.frozen
 class Check:
+    """The demo's two measures of error against float64, with their limits."""
+
     calc_diff: float
     calc_diff_limit: float
     max_abs: float
@@ -179,7 +181,9 @@ def _path_lines(res: Resolution, device: torch.device) -> list[str]:
     if chosen is None:  # dgreg.gemm raised NoKernelError before we get here; kept for safety
         return ["path: none (no candidate accepted)"]
     if not chosen.fallback:
-        origin = f"plugin {chosen.plugin!r} ({chosen.distribution} {chosen.version})".strip()
+        origin = f"plugin {chosen.plugin!r}"
+        if chosen.distribution:
+            origin += f" ({chosen.distribution} {chosen.version})".replace(" )", ")")
         return [f"path: kernel {chosen.kernel_id} from {origin} on {res.device!r}"]
     if device.type == "cpu":
         import torch

@@ -19,7 +19,7 @@ from dgreg.cli.plugins_cmd import (
     PLUGIN_HEADERS,
     TABLE_WIDTH,
     format_table,
-    loaded_plugins,
+    known_plugins,
     plugin_row,
     print_json,
 )
@@ -134,7 +134,7 @@ def gather() -> dict[str, Any]:
     from dgreg import config
     from dgreg.spec import OPS
 
-    plugins = loaded_plugins()
+    plugins = known_plugins()
     device, arch_problem = _resolution_device()
     return {
         "dgreg": dgreg.__version__,

@@ -14,7 +14,7 @@ from typing import Any
 
 from dgreg.registry import PluginInfo
 
-__all__ = ["add_parser", "format_table", "loaded_plugins", "plugin_row", "print_json", "run"]
+__all__ = ["add_parser", "format_table", "known_plugins", "plugin_row", "print_json", "run"]
 
 #: Width the last column of a table is wrapped to fit (the project's line length).
 TABLE_WIDTH = 100
@@ -52,8 +52,9 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def loaded_plugins() -> list[PluginInfo]:
-    """The registry's plugins (loading it if needed), without its skip warnings.
+def known_plugins() -> list[PluginInfo]:
+    """Every plugin the registry knows, loaded or not (loading it if needed), without its
+    skip warnings.
 
     A plugin that fails to load warns through :class:`PluginWarning`; the listings show the
     same reason in their own rows, so the warning would only repeat it on stderr.
@@ -103,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plugins = loaded_plugins()
+    plugins = known_plugins()
     if args.json:
         print_json([p.as_dict() for p in plugins])
         return 0

@@ -100,7 +100,19 @@ def _nvrtc_version() -> str:
         raise CompileError("DGREG_JIT_BACKEND=nvrtc needs the cuda-bindings package "
                            "(pip install cuda-bindings)") from exc
     err, major, minor = nvrtc.nvrtcVersion()
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise CompileError(f"NVRTC is not usable: nvrtcVersion returned {err}")
     return f"{major}.{minor}"
+
+
+def _toolkit_include() -> list[str]:
+    """``-I<toolkit>/include`` when a toolkit is around (NVRTC knows no system headers)."""
+    try:
+        nvcc = find_nvcc()
+    except CompileError:
+        return []
+    include = Path(nvcc).resolve().parent.parent / "include"
+    return [f"-I{include}"] if include.is_dir() else []
 
 
 def backend() -> str:
@@ -167,7 +179,7 @@ def _compile_nvrtc(source: KernelSource, workdir: Path) -> Binary:
     _write_sources(workdir, source)
     options = [f"--gpu-architecture={source.arch}".encode(), b"-default-device", b"-std=c++17",
                b"--ptxas-options=-v", f"-I{workdir}".encode(),
-               *(o.encode() for o in source.options)]
+               *(o.encode() for o in _toolkit_include()), *(o.encode() for o in source.options)]
     headers = list(source.headers.items())
     command = "nvrtc " + " ".join(o.decode() for o in options)
     if config.get("DGREG_PRINT_COMPILER_COMMAND"):

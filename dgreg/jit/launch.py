@@ -10,6 +10,7 @@ Kernels launch on torch's current stream, in torch's primary context.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +61,10 @@ class LoadedKernel:
         self.entry = entry
         self.shared_mem = 0
         self.ensure_shared_mem(shared_mem)
-        self._configs: dict[tuple[Any, ...], Any] = {}
+        self._local = threading.local()  # per-thread launch configs and argument buffers
+        self._cu = cu
+        self._ok = cu.CUresult.CUDA_SUCCESS
+        self.device = torch.cuda.current_device()
 
     def ensure_shared_mem(self, nbytes: int) -> None:
         if nbytes > self.shared_mem:
@@ -70,40 +74,83 @@ class LoadedKernel:
                   f"raising {self.entry}'s dynamic shared memory to {nbytes} bytes")
             self.shared_mem = nbytes
 
-    def _config(self, grid: Sequence[int], block: Sequence[int], cluster: Sequence[int],
-                shared_mem: int) -> Any:
-        key = (*grid, *block, *cluster, shared_mem)
-        config = self._configs.get(key)
-        if config is None:
-            cu = driver()
-            self.ensure_shared_mem(shared_mem)
-            config = cu.CUlaunchConfig()
-            config.gridDimX, config.gridDimY, config.gridDimZ = grid
-            config.blockDimX, config.blockDimY, config.blockDimZ = block
-            config.sharedMemBytes = shared_mem
-            attrs = []
-            if tuple(cluster) != (1, 1, 1):
-                attr = cu.CUlaunchAttribute()
-                attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
-                attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster
-                attrs.append(attr)
-            config.attrs = attrs
-            config.numAttrs = len(attrs)
-            self._configs[key] = config
+    def _new_config(self, grid: Sequence[int], block: Sequence[int], cluster: Sequence[int],
+                    shared_mem: int) -> Any:
+        cu = driver()
+        self.ensure_shared_mem(shared_mem)
+        config = cu.CUlaunchConfig()
+        config.gridDimX, config.gridDimY, config.gridDimZ = grid
+        config.blockDimX, config.blockDimY, config.blockDimZ = block
+        config.sharedMemBytes = shared_mem
+        attrs = []
+        if tuple(cluster) != (1, 1, 1):
+            attr = cu.CUlaunchAttribute()
+            attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+            attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster
+            attrs.append(attr)
+        config.attrs = attrs
+        config.numAttrs = len(attrs)
         return config
+
+    def _state(self, key: tuple[Any, ...]) -> tuple[Any, list[Any], Any, int]:
+        """This thread's launch config and ``void*[]`` argument buffer for one launch shape.
+
+        Passing cuda-bindings a pointer to a ready array costs far less per launch than
+        letting it convert a tuple of Python values (about 10 us down to a few, on an H200).
+        """
+        states = getattr(self._local, "states", None)
+        if states is None:
+            states = self._local.states = {}
+        state = states.get(key)
+        if state is None:
+            grid, block, cluster, shared_mem, arg_types = key
+            config = self._new_config(grid, block, cluster, shared_mem)
+            slots = [t() if t is not None else None for t in arg_types]
+            array = (ctypes.c_void_p * max(len(slots), 1))()
+            for i, slot in enumerate(slots):
+                if slot is not None:
+                    array[i] = ctypes.addressof(slot)
+            state = states[key] = (config, slots, array, ctypes.addressof(array))
+        return state
+
+    def bind(self, grid: Sequence[int], block: Sequence[int], arg_types: Sequence[Any], *,
+             cluster: Sequence[int] = (1, 1, 1), shared_mem: int = 0) -> Any:
+        """A ``launch(args)`` function for one launch shape, on torch's current stream.
+
+        ``arg_types`` are ctypes types, or None for a driver object passed by address (a
+        cuda-bindings ``CUtensorMap``, kept alive by the caller until the launch returns).
+        """
+        key = (tuple(grid), tuple(block), tuple(cluster), shared_mem, tuple(arg_types))
+        self.ensure_shared_mem(shared_mem)
+        state, launch_ex, ok = self._state, self._cu.cuLaunchKernelEx, self._ok
+        function, stream_of, device = self.function, _raw_stream, self.device
+
+        def launch(args: Sequence[Any]) -> None:
+            config, slots, array, address = state(key)
+            config.hStream = stream_of(device)
+            for i, (slot, value) in enumerate(zip(slots, args, strict=True)):
+                if slot is None:
+                    array[i] = value.getPtr()  # the driver object's own storage
+                else:
+                    slot.value = value
+            err, = launch_ex(config, function, address, 0)
+            if err != ok:
+                check((err,), f"launching {self.entry} grid={key[0]} block={key[1]} "
+                              f"cluster={key[2]} smem={shared_mem}")
+
+        return launch
 
     def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
                arg_types: Sequence[Any], *, cluster: Sequence[int] = (1, 1, 1),
-               shared_mem: int = 0, stream: int | None = None) -> None:
-        """Launch on ``stream`` (a raw ``cudaStream_t``; default: torch's current stream)."""
-        cu = driver()
-        if stream is None:
-            import torch
+               shared_mem: int = 0) -> None:
+        """Launch once (convenient; repeated launches should ``bind`` once and reuse it)."""
+        self.bind(grid, block, arg_types, cluster=cluster, shared_mem=shared_mem)(args)
 
-            stream = torch.cuda.current_stream().cuda_stream
-        config = self._config(grid, block, cluster, shared_mem)
-        config.hStream = stream
-        err, = cu.cuLaunchKernelEx(config, self.function, (tuple(args), tuple(arg_types)), 0)
-        if err != cu.CUresult.CUDA_SUCCESS:
-            check((err,), f"launching {self.entry} grid={tuple(grid)} block={tuple(block)} "
-                          f"cluster={tuple(cluster)} smem={shared_mem}")
+
+def _raw_stream(device: int) -> int:
+    import torch
+
+    getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if getter is not None:  # a plain int, without building a torch.cuda.Stream object
+        return getter(device)
+    return torch.cuda.current_stream(device).cuda_stream

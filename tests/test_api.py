@@ -1,0 +1,336 @@
+"""Generic API behaviours: outputs, recipe inference, pins, fallback warning, strict mode."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+import dgreg
+from dgreg import config
+from dgreg import layout as L
+from dgreg.call import dense_call
+from dgreg.errors import FallbackWarning, NoKernelError
+from dgreg.spec import Recipe
+
+FP8 = torch.float8_e4m3fn
+BF16 = torch.bfloat16
+FP32 = torch.float32
+
+
+def _g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _op(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    x = torch.randn(*shape, generator=_g(seed))
+    return (x * 16).to(FP8) if dtype == FP8 else x.to(dtype)
+
+
+def _sf(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(*shape, generator=_g(seed)) * 3 + 0.25
+
+
+def _i32(values: list[int]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int32)
+
+
+M, N, K = 32, 160, 256  # NB = 2, KB = 2
+
+
+def _fp8(recipe: str, m: int = M, n: int = N, k: int = K) -> dict[str, Any]:
+    kb = -(-k // 128)
+    if recipe == "ue8m0":
+        sa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(m, kb)))
+        sb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(n, kb, seed=2)))
+    else:
+        sa = _sf(m, kb)
+        sb = _sf(-(-n // 128) if recipe == "1d2d" else n, kb, seed=2)
+    return {"a": _op((m, k), FP8), "b": _op((n, k), FP8, 1), "a_scale": sa, "b_scale": sb}
+
+
+@pytest.fixture
+def quiet() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        yield
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+def _grouped_calls() -> dict[str, tuple[Any, dict[str, Any], tuple[int, ...]]]:
+    return {
+        "gemm": (dgreg.gemm, {"a": _op((M, 64), BF16), "b": _op((N, 64), BF16, 1)}, (M, N)),
+        "m_contiguous": (dgreg.m_grouped_gemm_contiguous,
+                         {"a": _op((256, 64), BF16), "b": _op((2, 16, 64), BF16, 1),
+                          "grouped_layout": _i32([0] * 128 + [1] * 128)}, (256, 16)),
+        "m_masked": (dgreg.m_grouped_gemm_masked,
+                     {"a": _op((2, 8, 64), BF16), "b": _op((2, 16, 64), BF16, 1),
+                      "masked_m": _i32([3, 8])}, (2, 8, 16)),
+        "k_grouped": (dgreg.k_grouped_gemm_contiguous,
+                      {"a": _op((64, 8), BF16), "b": _op((64, 16), BF16, 1), "ks": [16, 48]},
+                      (2, 8, 16)),
+    }
+
+
+@pytest.mark.parametrize("name", ["gemm", "m_contiguous", "m_masked", "k_grouped"])
+def test_returns_the_given_d(quiet: Any, name: str) -> None:
+    func, kw, shape = _grouped_calls()[name]
+    d = torch.zeros(shape, dtype=FP32)
+    assert func(**kw, d=d) is d
+    assert func(**kw, d=d) is d  # and again, through any cached fast path
+
+
+@pytest.mark.parametrize("name", ["gemm", "m_contiguous", "m_masked"])
+def test_allocates_bf16_d_by_default(quiet: Any, name: str) -> None:
+    func, kw, shape = _grouped_calls()[name]
+    out = func(**kw)
+    assert out.dtype == BF16 and tuple(out.shape) == shape and out.is_contiguous()
+    again = func(**kw)
+    assert again is not out, "a fresh d must be allocated on every call"
+    out_fp32 = func(**kw, out_dtype=FP32)
+    assert out_fp32.dtype == FP32
+    if name == "m_masked":  # rows past masked_m are not written: compare the written ones
+        out, out_fp32 = out[:, :3], out_fp32[:, :3]
+    torch.testing.assert_close(out_fp32.to(BF16), out, atol=0, rtol=0)
+
+
+def test_k_grouped_allocates_fp32(quiet: Any) -> None:
+    func, kw, shape = _grouped_calls()["k_grouped"]
+    out = func(**kw)
+    assert out.dtype == FP32 and tuple(out.shape) == shape
+
+
+@pytest.mark.parametrize(("c_dtype", "expected"), [(FP32, FP32), (BF16, BF16)])
+def test_allocated_d_follows_c(quiet: Any, c_dtype: torch.dtype, expected: torch.dtype) -> None:
+    a, b = _op((M, 64), BF16), _op((N, 64), BF16, 1)
+    c = torch.randn(M, N, generator=_g(3)).to(c_dtype)
+    out = dgreg.gemm(a, b, c=c)
+    assert out.dtype == expected
+    ref = dgreg.gemm(a, b, out_dtype=FP32)
+    torch.testing.assert_close(out.float(), (ref + c.float()).to(expected).float(),
+                               rtol=2 ** -7, atol=1e-2)
+
+
+def test_out_dtype_overrides_c(quiet: Any) -> None:
+    a, b = _op((M, 64), BF16), _op((N, 64), BF16, 1)
+    out = dgreg.gemm(a, b, c=torch.zeros(M, N), out_dtype=BF16)
+    assert out.dtype == BF16
+
+
+# -- recipe inference ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recipe", ["1d2d", "1d1d", "ue8m0"])
+def test_recipe_inferred_from_scales(quiet: Any, recipe: str) -> None:
+    kw = _fp8(recipe)
+    call = dense_call(**kw)
+    assert call.spec.recipe == Recipe(recipe)
+    assert recipe in call.spec.name
+    inferred = dgreg.gemm(**kw, out_dtype=FP32)
+    explicit = dgreg.gemm(**kw, recipe=recipe, out_dtype=FP32)
+    assert torch.equal(inferred, explicit)
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ((1, 128, 128), Recipe.R1D2D), ((1, 1, 128), Recipe.R1D1D), ("1D2D", Recipe.R1D2D),
+    ("1d1d", Recipe.R1D1D), (Recipe.R1D2D, Recipe.R1D2D), ("UE8M0", Recipe.UE8M0)])
+def test_explicit_recipe_spellings(given: Any, expected: Recipe) -> None:
+    kw = _fp8(expected.value)
+    assert dense_call(**kw, recipe=given).spec.recipe == expected
+
+
+def test_explicit_recipe_overrides_inference(quiet: Any) -> None:
+    """N = 1: a [1, KB] b_scale fits 1d2d and 1d1d; inference says 1d2d, recipe= says 1d1d."""
+    kw = _fp8("1d1d", n=1)
+    assert dense_call(**kw).spec.recipe == Recipe.R1D2D
+    assert dense_call(**kw, recipe="1d1d").spec.recipe == Recipe.R1D1D
+    a = dgreg.gemm(**kw, out_dtype=FP32)
+    b = dgreg.gemm(**kw, recipe="1d1d", out_dtype=FP32)
+    assert torch.equal(a, b)  # one row: both readings scale it the same way
+
+
+def test_recipe_inference_reads_b_scale_rows(quiet: Any) -> None:
+    """1d2d and 1d1d differ in B's scale rows and give different results."""
+    kw2 = _fp8("1d2d")
+    kw1 = dict(kw2, b_scale=kw2["b_scale"].repeat_interleave(128, dim=0)[:N].contiguous())
+    assert dense_call(**kw1).spec.recipe == Recipe.R1D1D
+    torch.testing.assert_close(dgreg.gemm(**kw1, out_dtype=FP32),
+                               dgreg.gemm(**kw2, out_dtype=FP32), rtol=1e-6, atol=1e-3)
+    kw1["b_scale"][5] *= 2  # per-row scales really are per row
+    assert not torch.allclose(dgreg.gemm(**kw1, out_dtype=FP32)[:, 5],
+                              dgreg.gemm(**kw2, out_dtype=FP32)[:, 5])
+
+
+def test_recipe_inferred_for_grouped(quiet: Any) -> None:
+    from dgreg.call import k_grouped_call, m_contiguous_call, m_masked_call
+
+    a, b = _op((256, 256), FP8), _op((2, 160, 256), FP8, 1)
+    gl = _i32([0] * 128 + [1] * 128)
+    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=_sf(256, 2),
+                             b_scale=_sf(2, 2, 2)).spec.recipe == Recipe.R1D2D
+    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=_sf(256, 2),
+                             b_scale=_sf(2, 160, 2)).spec.recipe == Recipe.R1D1D
+    assert m_masked_call(_op((2, 8, 256), FP8), b, masked_m=_i32([1, 2]), a_scale=_sf(2, 8, 2),
+                         b_scale=_sf(2, 2, 2)).spec.recipe == Recipe.R1D2D
+    words = torch.full((1, 16), 0x7F7F7F7F, dtype=torch.int32)
+    assert k_grouped_call(_op((512, 16), FP8), _op((512, 32), FP8), ks=[512], a_scale=words,
+                          b_scale=torch.full((1, 32), 0x7F7F7F7F, dtype=torch.int32)
+                          ).spec.recipe == Recipe.UE8M0
+    assert k_grouped_call(_op((256, 16), FP8), _op((256, 32), FP8), ks=[128, 128],
+                          a_scale=_sf(2, 16), b_scale=_sf(2, 32)).spec.recipe == Recipe.R1D1D
+
+
+# -- pins, fallback warning, strict mode ----------------------------------------------------------
+
+def _bf16_call(m: int = 8, n: int = 16) -> dict[str, Any]:
+    return {"a": _op((m, 32), BF16), "b": _op((n, 32), BF16, 1)}
+
+
+def test_plugin_pin_to_reference_does_not_warn() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = dgreg.gemm(**_bf16_call(), plugin="reference")
+        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
+                                    masked_m=_i32([2]), plugin="reference")
+    assert out.shape == (8, 16)
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+
+
+def test_use_context_pin_to_reference_does_not_warn() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with dgreg.use("reference"):
+            dgreg.gemm(**_bf16_call())
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+
+
+def test_pin_to_reference_is_allowed_in_strict_mode() -> None:
+    with config.scope(DGREG_STRICT=True):
+        out = dgreg.gemm(**_bf16_call(), plugin="reference")
+        with dgreg.use("reference"):
+            dgreg.gemm(**_bf16_call())
+    assert out.shape == (8, 16)
+
+
+def test_force_plugin_setting_pins() -> None:
+    with config.scope(DGREG_FORCE_PLUGIN="reference"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dgreg.gemm(**_bf16_call())
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+
+
+def test_fallback_warning_once_per_spec_and_device() -> None:
+    with pytest.warns(FallbackWarning, match="torch reference") as first:
+        dgreg.gemm(**_bf16_call())
+    assert len([w for w in first if issubclass(w.category, FallbackWarning)]) == 1
+    message = str(next(w for w in first if issubclass(w.category, FallbackWarning)).message)
+    assert "bf16_gemm" in message and "DGREG_STRICT" in message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dgreg.gemm(**_bf16_call())  # same spec, same shape
+        dgreg.gemm(**_bf16_call(m=24, n=40))  # same spec, another shape
+        dgreg.gemm(**_bf16_call(), d=torch.empty(8, 16, dtype=BF16))
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+    # another spec (fp32 D, accumulation, another grouping) warns once more each
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dgreg.gemm(**_bf16_call(), out_dtype=FP32)
+        dgreg.gemm(**_bf16_call(), out_dtype=FP32)
+        dgreg.gemm(**_bf16_call(), c=torch.zeros(8, 16))
+        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
+                                    masked_m=_i32([2]))
+        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
+                                    masked_m=_i32([4]))
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(fallbacks) == 3, fallbacks
+
+
+def test_strict_turns_fallback_into_no_kernel_error() -> None:
+    kw = _bf16_call()
+    call = dense_call(**kw)
+    with config.scope(DGREG_STRICT=True), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(NoKernelError) as info:
+            dgreg.gemm(**kw)
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+    text = str(info.value)
+    assert "DGREG_STRICT" in text
+    explained = str(dgreg.explain(call.spec, call.problem, device="cpu", file=None))
+    assert explained in text, "the error must embed the explain text"
+    assert "reference.torch" in text and call.spec.name in text
+    assert str(info.value.explanation) in text
+
+
+@pytest.mark.parametrize("name", ["gemm", "m_contiguous", "m_masked", "k_grouped"])
+def test_strict_applies_to_every_function(name: str) -> None:
+    func, kw, _ = _grouped_calls()[name]
+    with config.scope(DGREG_STRICT=True), pytest.raises(NoKernelError):
+        func(**kw)
+
+
+def test_strict_after_a_warm_call() -> None:
+    """A shape already run (and cached) still honours DGREG_STRICT when it is switched on."""
+    kw = _bf16_call()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        dgreg.gemm(**kw)
+        dgreg.gemm(**kw)
+    with config.scope(DGREG_STRICT=True), pytest.raises(NoKernelError):
+        dgreg.gemm(**kw)
+
+
+@pytest.mark.parametrize("name", ["gemm", "m_contiguous", "m_masked", "k_grouped"])
+def test_use_unknown_plugin_raises(name: str) -> None:
+    func, kw, _ = _grouped_calls()[name]
+    with dgreg.use(plugin="nope"), pytest.raises(NoKernelError) as info:
+        func(**kw)
+    assert "'nope'" in str(info.value)
+    assert "known plugins" in str(info.value) and "reference" in str(info.value)
+
+
+def test_use_unknown_plugin_after_a_warm_call(quiet: Any) -> None:
+    kw = _bf16_call()
+    dgreg.gemm(**kw)
+    with dgreg.use(plugin="nope"), pytest.raises(NoKernelError, match="known plugins"):
+        dgreg.gemm(**kw)
+    with pytest.raises(NoKernelError, match="known plugins"):
+        dgreg.gemm(**kw, plugin="nope")
+
+
+def test_use_restores_previous_pin(quiet: Any) -> None:
+    kw = _bf16_call()
+    with dgreg.use("nope"):
+        with dgreg.use(None):
+            dgreg.gemm(**kw)
+        with pytest.raises(NoKernelError):
+            dgreg.gemm(**kw)
+    dgreg.gemm(**kw)
+
+
+# -- the package namespace ---------------------------------------------------------------------
+
+def test_every_public_name_resolves() -> None:
+    for name in dgreg.__all__:
+        assert getattr(dgreg, name) is not None, name
+    assert len(set(dgreg.__all__)) == len(dgreg.__all__), "duplicates in __all__"
+    assert set(dgreg.__all__) <= set(dir(dgreg))
+
+
+def test_public_functions_are_the_api_functions() -> None:
+    from dgreg import api
+
+    for name in api.__all__:
+        assert getattr(dgreg, name) is getattr(api, name)
+    from dgreg import compat
+
+    for name in compat.__all__:
+        assert name in dgreg.__all__, name
+        assert getattr(dgreg, name) is getattr(compat, name)
+
+
+def test_unknown_attribute_is_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        dgreg.no_such_name  # noqa: B018
+
