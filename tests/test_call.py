@@ -872,7 +872,7 @@ def _build_dense(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], boo
     return kw, oracle, valid
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dense_calls())
 def test_fuzz_dense(p: dict[str, Any]) -> None:
     kw, o, valid = _build_dense(p)
@@ -924,7 +924,7 @@ def _ids_ok(ids: list[int], groups: int) -> bool:
     return all(len({x for x in ids[s:s + 128] if x >= 0}) <= 1 for s in range(0, len(ids), 128))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(m_contiguous_calls())
 def test_fuzz_m_contiguous(p: dict[str, Any]) -> None:
     groups = p["groups"]
@@ -973,7 +973,7 @@ def test_fuzz_m_contiguous(p: dict[str, Any]) -> None:
             assert _close(d[row:row + 1], e, mag), f"row {row} of group {gid} is wrong"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(st.lists(st.integers(-2, 10), min_size=1, max_size=3), st.sampled_from([0, 1, 8]),
        st.sampled_from(["fp8", "bf16"]))
 def test_fuzz_m_masked(masked: list[int], m_max: int, kind: str) -> None:
@@ -1006,7 +1006,7 @@ def test_fuzz_m_masked(masked: list[int], m_max: int, kind: str) -> None:
             assert _close(d[gi, :cnt], e, mag)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(st.lists(st.sampled_from([0, 8, 16, 100, 128, 256]), min_size=1, max_size=4),
        st.integers(-16, 16).filter(lambda x: x % 8 == 0), st.sampled_from(["fp8", "bf16"]),
        st.booleans())
