@@ -334,3 +334,20 @@ def test_unknown_attribute_is_attribute_error() -> None:
     with pytest.raises(AttributeError):
         dgreg.no_such_name  # noqa: B018
 
+
+
+def test_fallback_warning_once_per_device() -> None:
+    """The same spec on another (simulated) device warns once more, then stays quiet."""
+    kw = _bf16_call()
+    with pytest.warns(FallbackWarning):
+        dgreg.gemm(**kw)
+    with config.scope(DGREG_ARCH="sm90a"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dgreg.gemm(**kw)
+        dgreg.gemm(**kw)
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, FallbackWarning)]
+    assert len(fallbacks) == 1 and "sm90a" in fallbacks[0], fallbacks
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dgreg.gemm(**kw)
+    assert not [w for w in caught if issubclass(w.category, FallbackWarning)]

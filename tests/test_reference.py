@@ -248,11 +248,13 @@ def test_dense_accumulate_in_place(d_dtype: torch.dtype) -> None:
           magnitude(a, b, sa, sb, "1d1d", c_before))
 
 
-@pytest.mark.parametrize("k", [16, 112, 144, 400])
-def test_dense_fp8_k_not_multiple_of_128(k: int) -> None:
-    a, b, sa, sb = _fp8_dense("1d2d", M, N, k, seed=12)
-    d = dgreg.gemm(a, b, a_scale=sa, b_scale=sb)
-    check(d, oracle_dense(a, b, sa, sb, "1d2d"), magnitude(a, b, sa, sb, "1d2d"))
+@pytest.mark.parametrize("k", [16, 112, 144, 400, 656])
+@pytest.mark.parametrize("recipe", ["1d2d", "1d1d", "ue8m0"])
+def test_dense_fp8_k_not_multiple_of_128(recipe: str, k: int) -> None:
+    """Partial last K block; for ue8m0 K = 656 spans 6 blocks in 2 packed words."""
+    a, b, sa, sb = _fp8_dense(recipe, M, N, k, seed=12)
+    d = dgreg.gemm(a, b, a_scale=sa, b_scale=sb, out_dtype=FP32)
+    check(d, oracle_dense(a, b, sa, sb, recipe), magnitude(a, b, sa, sb, recipe))
 
 
 @pytest.mark.parametrize("kind", ["fp8", "bf16"])
@@ -573,3 +575,27 @@ def test_k_grouped_all_groups_empty() -> None:
     dgreg.k_grouped_gemm_contiguous(torch.empty(0, 8, dtype=BF16), torch.empty(0, 16, dtype=BF16),
                                     d, ks=[0, 0], c=c)
     assert torch.equal(d, c)
+
+
+@pytest.mark.parametrize("case", ["m_contiguous-M0", "m_contiguous-N0", "m_masked-M0",
+                                  "m_masked-N0", "k_grouped-M0", "k_grouped-N0"])
+def test_grouped_empty_early_return(case: str) -> None:
+    """M = 0 or N = 0: nothing to compute; the given d comes back as it was."""
+    g = _gen(50)
+    op, which = case.split("-")
+    m0, n0 = (0, 16) if which == "M0" else (16, 0)
+    if op == "m_contiguous":
+        d = torch.empty(m0, n0, dtype=BF16)
+        out = dgreg.m_grouped_gemm_contiguous(
+            _operand((m0, 64), BF16, g), _operand((2, n0, 64), BF16, g), d,
+            grouped_layout=torch.zeros(m0, dtype=torch.int32))
+    elif op == "m_masked":
+        d = torch.empty(2, m0, n0, dtype=BF16)
+        out = dgreg.m_grouped_gemm_masked(
+            _operand((2, m0, 64), BF16, g), _operand((2, n0, 64), BF16, g), d,
+            masked_m=torch.zeros(2, dtype=torch.int32))
+    else:
+        d = torch.empty(2, m0, n0)
+        out = dgreg.k_grouped_gemm_contiguous(
+            _operand((64, m0), BF16, g), _operand((64, n0), BF16, g), d, ks=[16, 48])
+    assert out is d

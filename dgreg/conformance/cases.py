@@ -277,7 +277,8 @@ class _Builder:
             c, c_base = self.alloc(shape, dtype, _NAN)
             built.bases.append((c_base, shape[-1]))
         c.copy_(self.randn(*shape).to(dtype))
-        built.c_before = c.clone()
+        built.c_before, _ = self.alloc(shape, dtype)  # padded too: the reference call checks strides
+        built.c_before.copy_(c)
         built.kwargs["c"] = c
 
     def build(self) -> Built:
@@ -504,7 +505,7 @@ def _wrong_k_b(built: Built, inst: Instance) -> torch.Tensor:
     k_dim = -2 if built.b_t else -1
     shape = list(b.shape)
     shape[k_dim] += 1
-    return torch.zeros(shape, dtype=torch.float32, device=b.device).to(b.dtype)
+    return _restore(torch.zeros(shape, dtype=torch.float32, device=b.device).to(b.dtype), 0)
 
 
 def _mixed_block(built: Built, inst: Instance) -> torch.Tensor:
@@ -552,8 +553,7 @@ _MUTATORS: dict[str, Callable[[Built, Instance], None]] = {
     "recipe_none": _set("recipe", lambda b, i: "none"),
     "layout_unknown": _set("layout", lambda b, i: "XY"),
     "d_dtype_float16": _set("d", lambda b, i: b.kwargs["d"].to(torch.float16)),
-    "d_shape": _set("d", lambda b, i: torch.full((*b.kwargs["d"].shape[:-1], b.kwargs["d"].shape[-1] + 8),
-                                                 _NAN, dtype=b.kwargs["d"].dtype)),
+    "d_shape": _set("d", lambda b, i: _restore(torch.cat([b.kwargs["d"]] * 2, dim=-1), 0, _NAN)),
     "d_column_major": _set("d", lambda b, i: _restore(b.kwargs["d"].transpose(-1, -2), 0, _NAN)
                            .transpose(-1, -2)),
     "c_shape": _set("c", lambda b, i: _narrow_last(b.kwargs["d"], -2).clone()),

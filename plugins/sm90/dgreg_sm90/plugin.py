@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dgreg import API_VERSION, hookimpl
+from dgreg import API_VERSION, Candidate, hookimpl
+
+from dgreg_sm90 import codegen, heuristics, launch
 
 ARCH = "sm90a"
+FP8_1D2D = "sm90.fp8_gemm_1d2d"
 
 
 @hookimpl
@@ -17,12 +20,49 @@ def dgreg_plugin_info() -> dict[str, object]:
     return {
         "archs": [ARCH],
         "description": "GEMM kernels for NVIDIA Hopper (sm_90a: H100, H200, H800)",
-        "status": "no kernels yet: calls on sm90a fall back to the torch reference",
+        "status": "FP8 1d2d NT dense kernel; other operations fall back to the torch reference",
     }
+
+
+def _fp8_supports(spec, device) -> str | None:
+    if spec.name != "fp8_gemm.nt.1d2d.bf16":
+        return f"serves fp8_gemm.nt.1d2d.bf16 only so far (got {spec.name})"
+    return None
+
+
+def _fp8_reject(spec, problem) -> str | None:
+    if problem.k % 16 and not (problem.m == 1 and problem.n == 1):
+        return f"K={problem.k} is not a multiple of 16 (TMA needs 16-byte row strides)"
+    return None
 
 
 @hookimpl
 def dgreg_register_kernels(register, device) -> None:
     if device.arch != ARCH:
         return  # this plugin serves sm90a only
-    # Kernel families are registered here as they land; none are offered in 0.1.0.
+    register(Candidate(FP8_1D2D, supports=_fp8_supports, reject=_fp8_reject, priority=100,
+                       description="persistent warp-specialised wgmma FP8 GEMM, TMA ring, "
+                                   "per-128-K promotion with 1x128 / 128x128 scales"))
+
+
+@hookimpl
+def dgreg_heuristic(candidate, spec, problem, device):
+    if candidate.kernel_id != FP8_1D2D:
+        return None
+    smem = device.smem_per_block or heuristics.SMEM_LIMIT
+    return heuristics.choose(problem.m, problem.n, problem.k, device.sm_count or 132, smem)
+
+
+@hookimpl
+def dgreg_generate_source(candidate, spec, config, device):
+    if candidate.kernel_id != FP8_1D2D:
+        return None
+    return codegen.fp8_gemm_source(config, "sm_90a")
+
+
+@hookimpl
+def dgreg_launch_args(candidate, config, call):
+    if candidate.kernel_id != FP8_1D2D:
+        return None
+    p = call.problem
+    return launch.fp8_launch(config, p.m, p.n, p.k)

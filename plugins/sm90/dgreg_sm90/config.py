@@ -1,0 +1,30 @@
+"""The kernel configuration the SM90 heuristics choose (every field a compile-time constant
+of the generated kernel, except ``num_sms``, the persistent grid size)."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Sm90Fp8Config:
+    block_m: int  # 64 (one math warpgroup), 128 (two), 256 (two, two 64-row sub-tiles each)
+    block_n: int  # a multiple of 8, at most 160
+    stages: int  # depth of the TMA ring
+    num_sms: int  # CTAs of the persistent grid
+
+    @property
+    def num_math_wg(self) -> int:
+        return 1 if self.block_m == 64 else 2
+
+    @property
+    def m_sub(self) -> int:
+        return self.block_m // (64 * self.num_math_wg)
+
+    @property
+    def threads(self) -> int:
+        return 128 * (self.num_math_wg + 1)
+
+    def __repr__(self) -> str:
+        return (f"Sm90Fp8Config(block_m={self.block_m}, block_n={self.block_n}, "
+                f"stages={self.stages}, num_sms={self.num_sms})")

@@ -1,0 +1,193 @@
+// FP8 GEMM with fine-grained scaling for Hopper: D (bf16, [M, N]) = A (e4m3, [M, K], one FP32
+// scale per row and 128 K) @ B^T (e4m3, [N, K], one FP32 scale per 128x128 block).
+//
+// Persistent: one CTA per SM walks tiles of BLOCK_M x BLOCK_N. Warpgroups 0..NUM_MATH_WG-1 do
+// the math, the last warpgroup is the TMA producer (one elected thread issues the copies).
+// Stages of (A tile, B tile, A scales) form an mbarrier ring: full[s] completes when the
+// TMA bytes land, empty[s] when every math warp is done with the stage.
+//
+// Per 128-K block each math warpgroup runs 4 wgmma m64nBLOCK_Nk32 into a fresh partial
+// accumulator per 64-row sub-tile, then promotes it into FP32 registers scaled by the A-row
+// and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
+//
+// The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
+// per math warpgroup) and `wgmma_fp8(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)`.
+#pragma once
+#include <cuda_bf16.h>
+#include "sm90_ptx.cuh"
+
+namespace dgreg_sm90 {
+
+constexpr int BLOCK_K = 128;
+constexpr int MATH_THREADS = NUM_MATH_WG * 128;
+constexpr int THREADS = MATH_THREADS + 128;
+constexpr int WG_ROWS = 64 * M_SUB;
+constexpr int ACC = BLOCK_N / 2;  // accumulator floats per thread per 64-row sub-tile
+constexpr uint32_t A_BYTES = BLOCK_M * BLOCK_K;
+constexpr uint32_t B_BYTES = BLOCK_N * BLOCK_K;
+constexpr uint32_t SFA_BYTES = BLOCK_M * 4;
+constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES;
+// shared memory layout, every A/B tile 1024-byte aligned for the 128B swizzle
+constexpr uint32_t OFF_A = 0;
+constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
+constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
+constexpr uint32_t OFF_BAR = OFF_SFA + STAGES * SFA_BYTES;
+constexpr uint32_t SMEM_BYTES = OFF_BAR + 2 * STAGES * 8;
+static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
+static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
+static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
+
+__device__ __forceinline__ void tile_coords(int tile, int m_blocks, int& m_blk, int& n_blk) {
+    // m-fastest order: the CTAs running at once share few B columns and many A rows
+    m_blk = tile % m_blocks;
+    n_blk = tile / m_blocks;
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [BM, 128]
+                   const __grid_constant__ CUtensorMap map_b,    // [N, K] e4m3, box [BN, 128]
+                   const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
+                   const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
+                   __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k) {
+    extern __shared__ uint8_t smem_raw[];
+    // align the dynamic window by hand (the launch asks for 1024 spare bytes)
+    const uint32_t raw = smem_addr(smem_raw);
+    const uint32_t base = (raw + 1023u) & ~1023u;
+    uint8_t* smem = smem_raw + (base - raw);
+    const uint32_t bar_full = base + OFF_BAR, bar_empty = bar_full + STAGES * 8;
+
+    const int m_blocks = (m + BLOCK_M - 1) / BLOCK_M;
+    const int n_blocks = (n + BLOCK_N - 1) / BLOCK_N;
+    const int tiles = m_blocks * n_blocks;
+    const int k_blocks = (k + BLOCK_K - 1) / BLOCK_K;
+    const int warpgroup = threadIdx.x / 128;
+
+    if (threadIdx.x == MATH_THREADS) {
+        tma_prefetch(&map_a);
+        tma_prefetch(&map_b);
+        tma_prefetch(&map_sfa);
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(bar_full + s * 8, 1);
+            mbar_init(bar_empty + s * 8, NUM_MATH_WG * 4);  // one arrival per math warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warpgroup == NUM_MATH_WG) {  // ---------------- TMA producer ----------------
+        regs_dealloc<40>();
+        if (threadIdx.x != MATH_THREADS) return;
+        int stage = 0;
+        uint32_t phase = 0;
+        for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+            int m_blk, n_blk;
+            tile_coords(tile, m_blocks, m_blk, n_blk);
+            for (int kb = 0; kb < k_blocks; ++kb) {
+                const uint32_t full = bar_full + stage * 8;
+                mbar_wait(bar_empty + stage * 8, phase ^ 1);
+                mbar_arrive_expect_tx(full, STAGE_TX);
+                tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m_blk * BLOCK_M);
+                tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, n_blk * BLOCK_N);
+                tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m_blk * BLOCK_M, kb);
+                if (++stage == STAGES) { stage = 0; phase ^= 1; }
+            }
+        }
+        return;
+    }
+
+    // ---------------- math warpgroups ----------------
+    regs_alloc<232>();
+    const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+    const int row_in_wg = warp * 16 + lane / 4;  // rows row_in_wg and row_in_wg + 8 of each sub-tile
+    const float* sfa_smem = reinterpret_cast<const float*>(smem + OFF_SFA);
+    float total[M_SUB][ACC];
+    float part[ACC];
+    int stage = 0;
+    uint32_t phase = 0;
+
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        int m_blk, n_blk;
+        tile_coords(tile, m_blocks, m_blk, n_blk);
+        const int n0 = n_blk * BLOCK_N;
+        // A tile may straddle two 128-wide B scale blocks: its first `former` 8-column chunks
+        // use block n0 / 128, the rest the next one.
+        const int nb0 = n0 / 128;
+        const int nb1 = min(nb0 + 1, (n + 127) / 128 - 1);
+        const int former = min(BLOCK_N, 128 - n0 % 128) / 8;
+        #pragma unroll
+        for (int s = 0; s < M_SUB; ++s)
+            #pragma unroll
+            for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
+
+        for (int kb = 0; kb < k_blocks; ++kb) {
+            const float sb0 = __ldg(sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
+            const float sb1 = __ldg(sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
+            mbar_wait(bar_full + stage * 8, phase);
+            const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * BLOCK_K;
+            const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+            const float* sfa = sfa_smem + stage * BLOCK_M + warpgroup * WG_ROWS;
+            float sa[M_SUB][2];
+            #pragma unroll
+            for (int s = 0; s < M_SUB; ++s) {
+                sa[s][0] = sfa[s * 64 + row_in_wg];
+                sa[s][1] = sfa[s * 64 + row_in_wg + 8];
+            }
+            #pragma unroll
+            for (int s = 0; s < M_SUB; ++s) {
+                #pragma unroll
+                for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
+                wgmma_fence();
+                #pragma unroll
+                for (int kk = 0; kk < BLOCK_K / 32; ++kk) {
+                    // stepping 32 bytes of K inside the 128-byte swizzle atom: +2 in the address field
+                    const uint64_t da = gmma_desc_k128b(a_tile + s * 64 * BLOCK_K) + 2 * kk;
+                    const uint64_t db = gmma_desc_k128b(b_tile) + 2 * kk;
+                    wgmma_fp8(part, da, db, kk > 0);
+                }
+                wgmma_commit();
+                wgmma_wait<0>();
+                #pragma unroll
+                for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
+                if (s == M_SUB - 1) {  // the stage's smem is no longer read: hand it back
+                    __syncwarp();
+                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                }
+                // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
+                #pragma unroll
+                for (int j = 0; j < BLOCK_N / 8; ++j) {
+                    const float sb = j < former ? sb0 : sb1;
+                    const float s0 = sa[s][0] * sb, s1 = sa[s][1] * sb;
+                    total[s][4 * j + 0] = fmaf(part[4 * j + 0], s0, total[s][4 * j + 0]);
+                    total[s][4 * j + 1] = fmaf(part[4 * j + 1], s0, total[s][4 * j + 1]);
+                    total[s][4 * j + 2] = fmaf(part[4 * j + 2], s1, total[s][4 * j + 2]);
+                    total[s][4 * j + 3] = fmaf(part[4 * j + 3], s1, total[s][4 * j + 3]);
+                }
+            }
+            if (++stage == STAGES) { stage = 0; phase ^= 1; }
+        }
+
+        // epilogue: BF16 pairs straight to global memory, bounds-checked
+        #pragma unroll
+        for (int s = 0; s < M_SUB; ++s) {
+            const int r0 = m_blk * BLOCK_M + warpgroup * WG_ROWS + s * 64 + row_in_wg;
+            #pragma unroll
+            for (int j = 0; j < BLOCK_N / 8; ++j) {
+                const int col = n0 + 8 * j + 2 * (lane % 4);
+                #pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int row = r0 + 8 * h;
+                    if (row >= m || col >= n) continue;
+                    __nv_bfloat16* out = d + row * ldd + col;
+                    if (col + 1 < n) {
+                        *reinterpret_cast<__nv_bfloat162*>(out) =
+                            __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
+                    } else {
+                        *out = __float2bfloat16(total[s][4 * j + 2 * h]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace dgreg_sm90

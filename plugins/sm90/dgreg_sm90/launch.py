@@ -1,0 +1,41 @@
+"""Kernel arguments for one call of the SM90 FP8 kernel (runs on the hot path: keep it lean)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from dgreg import LaunchSpec
+
+from dgreg_sm90.codegen import smem_bytes
+from dgreg_sm90.config import Sm90Fp8Config
+
+ARG_TYPES = (None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
+             ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+
+
+def _tma_aligned(x: int) -> int:
+    return -(-x // 4) * 4  # FP32 elements per 16 bytes
+
+
+def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
+    from dgreg.jit.tma import tensor_map
+    from dgreg.layout import get_mn_major_tma_aligned_tensor
+
+    bm, bn = config.block_m, config.block_n
+    m_pad = _tma_aligned(m)
+    k_row = max(k, 16) if m == 1 else k  # a 1-row operand's stride is never used; keep TMA happy
+
+    def pack(call):
+        a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
+        if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, 16B-aligned
+            sfa = get_mn_major_tma_aligned_tensor(sfa)
+        map_a = tensor_map(a.data_ptr(), "uint8", (m, k), (a.stride(0) if m > 1 else k_row, 1),
+                           (bm, 128), 128)
+        map_b = tensor_map(b.data_ptr(), "uint8", (n, k), (b.stride(0) if n > 1 else k_row, 1),
+                           (bn, 128), 128)
+        map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm))
+        return (map_a, map_b, map_sfa, sfb.data_ptr(), sfb.stride(0), sfb.stride(1),
+                d.data_ptr(), d.stride(0), m, n, k)
+
+    return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
+                      arg_types=ARG_TYPES, shared_mem=smem_bytes(config))
