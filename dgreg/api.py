@@ -33,6 +33,11 @@ def _sig(t: Any) -> Any:
     return (t.dtype, t.shape, t.stride(), t.device)  # AttributeError for non-tensors
 
 
+def _exact(value: Any) -> Any:
+    """A key part that tells 1 from True and 2 from 2.0 (they hash alike, validate apart)."""
+    return (type(value), value)
+
+
 def _aligned(*tensors: Any) -> bool:
     bits = 0
     for t in tensors:
@@ -44,10 +49,10 @@ def _aligned(*tensors: Any) -> bool:
 def _run(call: GemmCall, plugin: str | None, key: Any = None,
          remake: Callable[..., GemmCall] | None = None) -> torch.Tensor:
     p = call.problem
-    if p.m == 0 or p.n == 0:
-        return call.d
-    if p.k == 0:  # D = C (or 0) on the rows the op writes: no kernel needed
-        reference.run(call)
+    if p.m == 0 or p.n == 0 or p.k == 0:
+        dispatch.check_pin(plugin)  # a bad pin is an error even when nothing needs a kernel
+        if p.k == 0 and not (p.m == 0 or p.n == 0):  # D = C (or 0) on the rows the op writes
+            reference.run(call)
         return call.d
     _, runner = dispatch._plan(call, plugin)
     runner(call)
@@ -135,8 +140,8 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
                        use_psum_layout=use_psum_layout, expected_m=expected_m, recipe=recipe)
     try:
         key = ("m_contiguous", _sig(a), _sig(b), _sig(d), _sig(grouped_layout), _sig(a_scale),
-               _sig(b_scale), layout, use_psum_layout, expected_m, out_dtype, recipe, plugin,
-               dispatch._pin.get())
+               _sig(b_scale), layout, _exact(use_psum_layout), _exact(expected_m), out_dtype,
+               recipe, plugin, dispatch._pin.get())
         fast = _FAST.get(key)
     except (AttributeError, TypeError):
         key = fast = None
@@ -182,7 +187,7 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
                        expected_m=expected_m, a_scale=a_scale, b_scale=b_scale, recipe=recipe)
     try:
         key = ("m_masked", _sig(a), _sig(b), _sig(d), _sig(masked_m), _sig(a_scale),
-               _sig(b_scale), expected_m, out_dtype, recipe, plugin, dispatch._pin.get())
+               _sig(b_scale), _exact(expected_m), out_dtype, recipe, plugin, dispatch._pin.get())
         fast = _FAST.get(key)
     except (AttributeError, TypeError):
         key = fast = None
@@ -223,7 +228,8 @@ def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
                        a_scale=a_scale, b_scale=b_scale, recipe=recipe)
     try:
         key = ("k_grouped", _sig(a), _sig(b), _sig(d), c is d and c is not None, _sig(c),
-               tuple(ks), _sig(ks_tensor), _sig(a_scale), _sig(b_scale), recipe, plugin,
+               type(ks), tuple(map(_exact, ks)), _sig(ks_tensor), _sig(a_scale), _sig(b_scale),
+               recipe, plugin,
                dispatch._pin.get())
         fast = _FAST.get(key)
     except (AttributeError, TypeError):

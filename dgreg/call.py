@@ -149,6 +149,12 @@ def _row_major(name: str, x: torch.Tensor) -> None:
     if x.shape[-1] > 1 and x.stride(-1) != 1:
         raise InvalidArgumentError(name, "row-major (stride 1 along N)",
                                    f"strides {list(x.stride())} for shape {list(x.shape)}")
+    # an output whose rows overlap would be written by several threads at once
+    for dim in range(x.dim() - 1):
+        inner = x.stride(dim + 1) * x.shape[dim + 1] if x.shape[dim + 1] > 1 else 1
+        if x.shape[dim] > 1 and x.stride(dim) < inner:
+            raise InvalidArgumentError(name, "a tensor whose rows do not overlap",
+                                       f"strides {list(x.stride())} for shape {list(x.shape)}")
 
 
 def _kb(k: int) -> int:
@@ -163,8 +169,8 @@ def _int(name: str, value: object, minimum: int = 0) -> int:
 
 # -- outputs -----------------------------------------------------------------------------------
 
-def _output(d: Any, c: Any, shape: tuple[int, ...], ref: torch.Tensor,
-            out_dtype: Any) -> tuple[torch.Tensor, torch.Tensor | None, DType]:
+def _output(d: Any, c: Any, shape: tuple[int, ...], ref: torch.Tensor, out_dtype: Any,
+            zeroed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, DType]:
     if c is not None:
         c = _tensor("c", c, " (the accumulator) or None")
         _shape("c", c, shape, "(the shape of D)")
@@ -177,7 +183,8 @@ def _output(d: Any, c: Any, shape: tuple[int, ...], ref: torch.Tensor,
             out_dtype = c.dtype if c is not None else torch.bfloat16
         if out_dtype not in (torch.bfloat16, torch.float32):
             raise InvalidArgumentError("out_dtype", "torch.bfloat16 or torch.float32", _describe(out_dtype))
-        d = torch.empty(shape, dtype=out_dtype, device=ref.device)
+        # grouped ops leave some rows unwritten: allocate those as zeros, not garbage
+        d = (torch.zeros if zeroed else torch.empty)(shape, dtype=out_dtype, device=ref.device)
     else:
         d = _tensor("d", d, " (the output) or None")
         _dtype("d", d, (torch.bfloat16, torch.float32))
@@ -362,7 +369,7 @@ def m_contiguous_call(a: Any, b: Any, d: Any = None, *, grouped_layout: Any, a_s
     rec = _infer_recipe(dtype, a_scale, b_scale, recipe, n, -2 if lay.b_k_major else -1)
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(),
                          lead_b=(groups,), ref=a, a_t=False, b_t=not lay.b_k_major)
-    d, c, d_dtype = _output(d, None, (m, n), a, out_dtype)
+    d, c, d_dtype = _output(d, None, (m, n), a, out_dtype, zeroed=True)
     spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
                  grouping=Grouping.M_CONTIGUOUS, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)
@@ -377,6 +384,8 @@ def m_masked_call(a: Any, b: Any, d: Any = None, *, masked_m: Any, expected_m: A
     b = _check_operand("b", b, 3, "([G, N, K])", a)
     dtype = _pair_dtype(a, b)
     groups, m, k = a.shape
+    if groups < 1:
+        raise InvalidArgumentError("a", "at least one group (G >= 1)", _describe(a))
     if b.shape[0] != groups or b.shape[2] != k:
         raise InvalidArgumentError("b", f"of shape [{groups}, N, {k}] (G and K from 'a')", _describe(b))
     n = b.shape[1]
@@ -395,7 +404,7 @@ def m_masked_call(a: Any, b: Any, d: Any = None, *, masked_m: Any, expected_m: A
     rec = _infer_recipe(dtype, a_scale, b_scale, recipe, n, -2)
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(groups,),
                          lead_b=(groups,), ref=a, a_t=False, b_t=False)
-    d, c, d_dtype = _output(d, None, (groups, m, n), a, out_dtype)
+    d, c, d_dtype = _output(d, None, (groups, m, n), a, out_dtype, zeroed=True)
     spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=Layout.NT,
                  grouping=Grouping.M_MASKED, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)

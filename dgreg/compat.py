@@ -25,7 +25,30 @@ def _pair(name: str, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(x, (tuple, list)) and len(x) == 2):
         kind = type(x).__name__ if not isinstance(x, torch.Tensor) else "a bare tensor"
         raise InvalidArgumentError(name, "a (tensor, scale_factors) pair for FP8 GEMMs", kind)
+    _dtype_of(name, x[0], torch.float8_e4m3fn)
     return x[0], x[1]
+
+
+def _dtype_of(name: str, x: Any, dtype: torch.dtype) -> None:
+    if isinstance(x, torch.Tensor) and x.dtype != dtype:
+        raise InvalidArgumentError(name, f"a {str(dtype).removeprefix('torch.')} tensor for this "
+                                         f"function", f"{str(x.dtype).removeprefix('torch.')}")
+
+
+def _bf16(a: Any, b: Any) -> None:
+    _dtype_of("a", a, torch.bfloat16)
+    _dtype_of("b", b, torch.bfloat16)
+
+
+def _packed(recipe: Any, a_sf: Any) -> Any:
+    """DeepGEMM's recipe tuples give granularity; int32 scales mean the UE8M0 format."""
+    if isinstance(a_sf, torch.Tensor) and a_sf.dtype == torch.int32 and recipe is not None:
+        try:
+            if Recipe.parse(recipe) == Recipe.R1D1D:
+                return Recipe.UE8M0
+        except ValueError:
+            pass
+    return recipe
 
 
 def _recipe(recipe: Any, recipe_a: Any, recipe_b: Any) -> Any:
@@ -35,6 +58,11 @@ def _recipe(recipe: Any, recipe_a: Any, recipe_b: Any) -> Any:
     if recipe_a is None and recipe_b is None:
         return recipe
     table = {((1, 128), (128, 128)): Recipe.R1D2D, ((1, 128), (1, 128)): Recipe.R1D1D}
+    for name, value in (("recipe_a", recipe_a), ("recipe_b", recipe_b)):
+        if value is not None and not (isinstance(value, (tuple, list)) and len(value) == 2
+                                      and all(isinstance(v, int) for v in value)):
+            raise InvalidArgumentError(name, "a (granularity_mn, granularity_k) pair of ints",
+                                       repr(value))
     key = (tuple(recipe_a or (1, 128)), tuple(recipe_b or (128, 128)))
     if key not in table:
         raise InvalidArgumentError("recipe_b", "(128, 128) or (1, 128) with recipe_a (1, 128)",
@@ -61,7 +89,7 @@ def _fp8_dense(layout: str):
         b_t, b_sf = _pair("b", b)
         _require_d(d)
         return api.gemm(a_t, b_t, d, c=c, a_scale=a_sf, b_scale=b_sf, layout=layout.upper(),
-                        recipe=_recipe(recipe, recipe_a, recipe_b))
+                        recipe=_packed(_recipe(recipe, recipe_a, recipe_b), a_sf))
 
     fn.__name__ = fn.__qualname__ = f"fp8_gemm_{layout}"
     fn.__doc__ = (f"DeepGEMM's ``fp8_gemm_{layout}``: ``d = c + op(a) @ op(b)`` with "
@@ -73,6 +101,7 @@ def _bf16_dense(layout: str):
     def fn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None = None,
            compiled_dims: str | None = None) -> torch.Tensor:
         _knobs(compiled_dims)
+        _bf16(a, b)
         _require_d(d)
         return api.gemm(a, b, d, c=c, layout=layout.upper())
 
@@ -105,7 +134,8 @@ def _fp8_m_contiguous(layout: str):
         return api.m_grouped_gemm_contiguous(
             a_t, b_t, d, grouped_layout=grouped_layout, a_scale=a_sf, b_scale=b_sf,
             layout=layout.upper(), use_psum_layout=use_psum_layout,
-            expected_m=expected_m_for_psum_layout, recipe=_recipe(recipe, recipe_a, recipe_b))
+            expected_m=expected_m_for_psum_layout,
+            recipe=_packed(_recipe(recipe, recipe_a, recipe_b), a_sf))
 
     fn.__name__ = fn.__qualname__ = f"m_grouped_fp8_gemm_{layout}_contiguous"
     fn.__doc__ = "DeepGEMM's contiguous M-grouped FP8 GEMM; see :func:`dgreg.m_grouped_gemm_contiguous`."
@@ -118,6 +148,7 @@ def _bf16_m_contiguous(layout: str):
            ensure_zero_padding: bool = True,
            expected_m_for_psum_layout: int | None = None) -> torch.Tensor:
         _knobs(compiled_dims, ensure_zero_padding=ensure_zero_padding)
+        _bf16(a, b)
         _require_d(d)
         return api.m_grouped_gemm_contiguous(
             a, b, d, grouped_layout=grouped_layout, layout=layout.upper(),
@@ -145,7 +176,7 @@ def m_grouped_fp8_gemm_nt_masked(a: Any, b: Any, d: torch.Tensor, masked_m: torc
     _require_d(d)
     return api.m_grouped_gemm_masked(a_t, b_t, d, masked_m=masked_m, expected_m=expected_m,
                                      a_scale=a_sf, b_scale=b_sf,
-                                     recipe=_recipe(recipe, recipe_a, recipe_b))
+                                     recipe=_packed(_recipe(recipe, recipe_a, recipe_b), a_sf))
 
 
 def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
@@ -153,6 +184,7 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
                                   compiled_dims: str | None = None) -> torch.Tensor:
     """DeepGEMM's masked M-grouped BF16 GEMM; see :func:`dgreg.m_grouped_gemm_masked`."""
     _knobs(compiled_dims)
+    _bf16(a, b)
     _require_d(d)
     return api.m_grouped_gemm_masked(a, b, d, masked_m=masked_m, expected_m=expected_m)
 
@@ -176,7 +208,7 @@ def k_grouped_fp8_gemm_tn_contiguous(a: Any, b: Any, d: torch.Tensor, ks_cpu: li
     b_t, b_sf = _pair("b", b)
     _require_d(d)
     return api.k_grouped_gemm_contiguous(a_t, b_t, d, ks=ks_cpu, ks_tensor=grouped_layout, c=c,
-                                         a_scale=a_sf, b_scale=b_sf, recipe=recipe)
+                                         a_scale=a_sf, b_scale=b_sf, recipe=_packed(recipe, a_sf))
 
 
 def k_grouped_bf16_gemm_tn_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
@@ -187,6 +219,7 @@ def k_grouped_bf16_gemm_tn_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
     """DeepGEMM's K-grouped BF16 weight-gradient GEMM; see :func:`dgreg.k_grouped_gemm_contiguous`."""
     _knobs(compiled_dims)
     _no_psum(use_psum_layout)
+    _bf16(a, b)
     _require_d(d)
     return api.k_grouped_gemm_contiguous(a, b, d, ks=ks_cpu, ks_tensor=grouped_layout, c=c)
 

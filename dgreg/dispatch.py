@@ -215,6 +215,22 @@ def _spec_ranking(registry: Registry, spec: GemmSpec, device: Device
     return ranked
 
 
+def _pin_of(plugin: object) -> str | None:
+    """The pin in force: the ``plugin=`` argument, else ``dgreg.use``, else DGREG_FORCE_PLUGIN."""
+    if plugin is not None:
+        if not isinstance(plugin, str) or not plugin:
+            from dgreg.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("plugin", "a plugin name (str) or None", repr(plugin))
+        return plugin
+    return _pin.get() or config.get("DGREG_FORCE_PLUGIN")
+
+
+def check_pin(plugin: object) -> None:
+    """Validate a ``plugin=`` argument (for calls that return before any resolution)."""
+    _pinned(get_registry(), _pin_of(plugin))
+
+
 def _pinned(registry: Registry, pin: str | None) -> str | None:
     """The loaded plugin name a pin refers to; a pin to a missing plugin is an error."""
     if pin is None:
@@ -237,7 +253,7 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
     """
     registry = get_registry()
     device = _effective(device if device is not None else current_device())
-    pin = _pinned(registry, plugin or _pin.get() or config.get("DGREG_FORCE_PLUGIN"))
+    pin = _pinned(registry, _pin_of(plugin))
     decisions: list[Decision] = []
     chosen: Candidate | None = None
     for candidate, reason in _spec_ranking(registry, spec, device):
@@ -280,7 +296,7 @@ def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:
     """The resolution for this call's (spec, problem, device) and the function that runs it."""
     device_type = call.a.device.type
     device = current_device(call.a.device)
-    pin = plugin or _pin.get() or config.get("DGREG_FORCE_PLUGIN")
+    pin = _pin_of(plugin)
     strict = config.get("DGREG_STRICT")
     registry = get_registry()
     key = (call.spec, call.problem, device, device_type, pin, strict, _num_sms,

@@ -56,8 +56,8 @@ def _contiguous_row_groups(call: GemmCall) -> torch.Tensor:
         for g, end in enumerate(ends.tolist()):
             if end < start or end > m:
                 raise InvalidArgumentError(
-                    "grouped_layout", f"non-decreasing end offsets within [0, {m}] (each group "
-                                      f"starts at the previous end rounded up to {MK_ALIGNMENT})",
+                    "grouped_layout", f"end offsets within [0, {m}], each at least the previous "
+                                      f"end rounded up to {MK_ALIGNMENT} (where the group starts)",
                     f"end {end} for group {g} starting at {start}")
             ids[start:end] = g
             start = -(-end // MK_ALIGNMENT) * MK_ALIGNMENT
@@ -68,13 +68,17 @@ def _contiguous_row_groups(call: GemmCall) -> torch.Tensor:
                                    f"values from {int(ids.min())} to {int(ids.max())}")
     blocks = torch.nn.functional.pad(ids, (0, (-m) % MK_ALIGNMENT), value=-1).view(-1, MK_ALIGNMENT)
     top = blocks.max(dim=1).values.unsqueeze(1)
-    mixed = ((blocks >= 0) & (blocks != top)).any(dim=1)
+    valid = blocks >= 0
+    # within a block, a group's rows come first and its -1 padding after them
+    late_start = (valid[:, 1:] & ~valid[:, :-1]).any(dim=1)
+    mixed = (valid & (blocks != top)).any(dim=1) | late_start
     if bool(mixed.any()):
         first = int(mixed.nonzero()[0, 0]) * MK_ALIGNMENT
         raise InvalidArgumentError(
-            "grouped_layout", f"one group per {MK_ALIGNMENT}-row block (pad each group to a "
-                              f"multiple of {MK_ALIGNMENT} rows with -1)",
-            f"several groups in rows {first}..{first + MK_ALIGNMENT - 1}")
+            "grouped_layout", f"one group per {MK_ALIGNMENT}-row block, starting at the block's "
+                              f"first row (pad each group to a multiple of {MK_ALIGNMENT} rows "
+                              f"with -1)",
+            f"several groups, or a group after padding, in rows {first}..{first + MK_ALIGNMENT - 1}")
     return ids
 
 

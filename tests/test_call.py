@@ -919,9 +919,16 @@ def _psum_ids(ends: list[int], m: int) -> list[int] | None:
 
 
 def _ids_ok(ids: list[int], groups: int) -> bool:
+    """The contract: ids in [-1, G); in every 128-row block, the rows of at most one group,
+    placed first, then -1 padding."""
     if any(x < -1 or x >= groups for x in ids):
         return False
-    return all(len({x for x in ids[s:s + 128] if x >= 0}) <= 1 for s in range(0, len(ids), 128))
+    for s in range(0, len(ids), 128):
+        block = ids[s:s + 128]
+        valid = [x >= 0 for x in block]
+        if len({x for x in block if x >= 0}) > 1 or valid != sorted(valid, reverse=True):
+            return False
+    return True
 
 
 @settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

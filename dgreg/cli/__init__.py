@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("info", "plugins", "explain", "demo", "conformance", "config", "cache", "warmup")
+COMMANDS = ("info", "plugins", "explain", "demo", "conformance", "config", "cache", "warmup", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

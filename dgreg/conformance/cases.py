@@ -322,8 +322,9 @@ _REFERENCE_BUILDERS: dict[Grouping, Callable[..., Any]] = {
     Grouping.M_MASKED: _call.m_masked_call,
     Grouping.K_CONTIGUOUS: _call.k_grouped_call,
 }
-# What DeepGEMM callers pass as ``recipe``: FP32 1d2d and packed UE8M0 are inferred from the
-# scales; 1d1d must be named.
+# What DeepGEMM callers pass as ``recipe`` (None: leave the default). FP32 1d2d and packed
+# UE8M0 scales are inferred from the scales; 1d1d must be named, except by the K-grouped
+# entry point, whose default is already (1, 1, 128) for FP32 and packed scales alike.
 _COMPAT_RECIPES: dict[str, Any] = {"1d2d": None, "1d1d": (1, 1, 128), "ue8m0": None}
 
 
@@ -343,8 +344,10 @@ def _invoke(inst: Instance, kw: dict[str, Any]) -> Any:
     a = (kw["a"], kw.get("a_scale")) if op.is_fp8 else kw["a"]
     b = (kw["b"], kw.get("b_scale")) if op.is_fp8 else kw["b"]
     extra: dict[str, Any] = {}
-    if op.is_fp8:
-        extra["recipe"] = _COMPAT_RECIPES.get(kw.get("recipe"), kw.get("recipe"))
+    recipe = _COMPAT_RECIPES.get(kw.get("recipe"), kw.get("recipe"))
+    k_default = op.grouping == Grouping.K_CONTIGUOUS and kw.get("recipe") in _COMPAT_RECIPES
+    if op.is_fp8 and recipe is not None and not k_default:
+        extra["recipe"] = recipe
     if op.grouping == Grouping.NONE:
         return fn(a, b, kw["d"], c=kw.get("c"), **extra)
     if op.grouping == Grouping.M_CONTIGUOUS:
@@ -450,9 +453,9 @@ def _run_negative(inst: Instance, plugin: str, device: str) -> None:
         _check_error(inst, exc, wanted, "the call")
         return
     what = f" ({MUTATIONS[case.mutate]})" if case.mutate else ""
-    raise ConformanceFailure(f"expected {case.expect_error}{what}"
-                             + (f" mentioning {case.match!r}" if case.match else "")
-                             + ", but the call returned normally")
+    mentioning = " mentioning " + ", ".join(map(repr, case.match)) if case.match else ""
+    raise ConformanceFailure(f"expected {case.expect_error}{what}{mentioning}, but the call "
+                             f"returned normally")
 
 
 def _check_error(inst: Instance, exc: BaseException, wanted: type, source: str) -> None:
@@ -460,9 +463,10 @@ def _check_error(inst: Instance, exc: BaseException, wanted: type, source: str) 
     if not isinstance(exc, wanted):
         raise ConformanceFailure(f"expected {case.expect_error} but {source} raised "
                                  f"{type(exc).__name__}: {exc}") from exc
-    if case.match and case.match not in str(exc):
+    missing = [fragment for fragment in case.match or () if fragment not in str(exc)]
+    if missing:
         raise ConformanceFailure(f"{source} raised {type(exc).__name__} as expected, but its "
-                                 f"message lacks {case.match!r}: {exc}") from exc
+                                 f"message lacks {', '.join(map(repr, missing))}: {exc}") from exc
 
 
 # -- mutations (negative cases) ----------------------------------------------------------------

@@ -166,7 +166,7 @@ class Shape:
         groups = f"g{len(self.sizes)}"
         sizes = str(self.sizes[0]) if self.uniform else "_".join(map(str, self.sizes))
         if self.m_max is not None:  # masked
-            cap = "" if self.uniform and self.m_max == self.sizes[0] else f"max{self.m_max}"
+            cap = "" if self.m_max == max(self.sizes) else f"max{self.m_max}"  # the default
             return f"{groups}m{sizes}{cap}n{self.n}k{self.k}"
         if self.k is None:  # K-grouped
             return f"{groups}m{self.m}n{self.n}k{sizes}"
@@ -197,7 +197,7 @@ class Case:
     gpu_only: bool = False
     plugins: tuple[str, ...] | None = None
     expect_error: str | None = None
-    match: str | None = None
+    match: tuple[str, ...] | None = None  # fragments the error message must all contain
     mutate: str | None = None
     tolerance: Tolerance | None = None
     note: str = ""
@@ -652,7 +652,7 @@ def _load_case(path: Path, index: int, data: Any, ops: dict[str, OpSpec]) -> Cas
     if expect_error is not None and _error_class(expect_error) is None:
         raise t.fail("expect_error", f"{expect_error!r} is not an error class of dgreg.errors")
     negative = expect_error is not None
-    match = t.string("match", required=False)
+    match = t.choices("match", str, "a message fragment", default=()) or None
     mutate = t.string("mutate", required=False)
     for key, value in (("match", match), ("mutate", mutate)):
         if value is not None and not negative:
@@ -699,16 +699,15 @@ def _load_case(path: Path, index: int, data: Any, ops: dict[str, OpSpec]) -> Cas
     size = t.one("size", _parse_word(_SIZES), required=False, default="small")
     gpu_only = t.boolean("gpu_only", required=False, default=False)
     plugins = t.choices("plugins", str, "a plugin name", default=()) or None
+    calc = t.positive_number("max_calc_diff", required=False)
+    abs_rel = t.positive_number("max_abs_rel", required=False)
     tolerance = None
-    if t.has("max_calc_diff") or t.has("max_abs_rel"):
+    if calc is not None or abs_rel is not None:
         if negative:
-            raise t.fail("max_calc_diff" if t.has("max_calc_diff") else "max_abs_rel",
+            raise t.fail("max_calc_diff" if calc is not None else "max_abs_rel",
                          "negative cases compare no results")
-        tolerance = Tolerance(
-            t.positive_number("max_calc_diff", required=False,
-                              default=op.tolerance.max_calc_diff) or op.tolerance.max_calc_diff,
-            t.positive_number("max_abs_rel", required=False,
-                              default=op.tolerance.max_abs_rel) or op.tolerance.max_abs_rel)
+        tolerance = Tolerance(calc or op.tolerance.max_calc_diff,
+                              abs_rel or op.tolerance.max_abs_rel)
     t.done()
     return Case(path, index, name, op, layouts, recipes, out_dtypes, accumulate, apis,
                 scale_layouts, psums, shapes, size, gpu_only, plugins, expect_error, match,

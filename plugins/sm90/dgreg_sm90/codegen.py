@@ -6,7 +6,6 @@ from functools import cache
 from importlib import resources
 
 from dgreg import KernelSource
-
 from dgreg_sm90.config import Sm90Fp8Config
 
 ENTRY = "sm90_fp8_gemm_1d2d"
@@ -49,5 +48,6 @@ def fp8_gemm_source(config: Sm90Fp8Config, arch: str = "sm_90a") -> KernelSource
 
 
 def smem_bytes(config: Sm90Fp8Config) -> int:
-    stage = config.block_m * 128 + config.block_n * 128 + config.block_m * 4
-    return config.stages * (stage + 16) + 1024
+    from dgreg_sm90.heuristics import smem_bytes as estimate
+
+    return estimate(config.block_m, config.block_n, config.stages)

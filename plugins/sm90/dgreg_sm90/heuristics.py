@@ -9,25 +9,40 @@ last wave / SMs), then the larger ``block_n`` (less re-reading of A), then the s
 from __future__ import annotations
 
 from dgreg import ConfigChoice
-
+from dgreg import config as settings
 from dgreg_sm90.config import Sm90Fp8Config
+
+settings.register(settings.Knob(
+    "DGREG_SM90_CONFIG", "str", None,
+    "Force the sm90 FP8 kernel's tile config, e.g. 'block_m=128,block_n=192,stages=5' "
+    "(for tuning and benchmarks; the heuristics' choice otherwise)."))
 
 BLOCK_K = 128
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on H100/H200
 SMEM_SPARE = 1024  # the kernel aligns its window to 1024 bytes by hand
 MAX_STAGES = 8
 # accumulator registers per thread: partial (block_n / 2) + one FP32 total per 64-row sub-tile
-MAX_ACC_REGS = 168
+MAX_ACC_REGS = 192
 BLOCK_MS = (64, 128, 256)
-BLOCK_NS = tuple(range(16, 161, 8))
+BLOCK_NS = tuple(range(16, 193, 8))
 
 
 def stage_bytes(block_m: int, block_n: int) -> int:
     return block_m * BLOCK_K + block_n * BLOCK_K + block_m * 4
 
 
+def epilogue_bytes(block_m: int, block_n: int) -> int:
+    return block_m * (block_n * 2 + 16)  # the BF16 output tile, rows padded by 16 bytes
+
+
+def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
+    """Dynamic shared memory the kernel asks for (must match the kernel's layout)."""
+    return stages * (stage_bytes(block_m, block_n) + 16) + epilogue_bytes(block_m, block_n) + \
+        SMEM_SPARE
+
+
 def stages_for(block_m: int, block_n: int, k: int, smem_limit: int = SMEM_LIMIT) -> int:
-    budget = smem_limit - SMEM_SPARE
+    budget = smem_limit - SMEM_SPARE - epilogue_bytes(block_m, block_n)
     fit = budget // (stage_bytes(block_m, block_n) + 16)
     k_blocks = max(1, -(-k // BLOCK_K))
     return max(0, min(MAX_STAGES, fit, max(2, k_blocks)))
@@ -41,10 +56,32 @@ def legal(block_m: int, block_n: int) -> str | None:
     return None
 
 
+def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> ConfigChoice:
+    """The config ``DGREG_SM90_CONFIG`` asks for (``block_m=128,block_n=192[,stages=5]``)."""
+    fields = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in ("block_m", "block_n", "stages") or not value.strip().isdigit():
+            raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
+                             f"(got {text!r})")
+        fields[name.strip()] = int(value)
+    block_m, block_n = fields.get("block_m", 128), fields.get("block_n", 128)
+    if block_m not in BLOCK_MS or block_n % 8 or not 8 <= block_n <= 256 or legal(block_m, block_n):
+        raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n} is not a legal "
+                         f"SM90 FP8 tile ({legal(block_m, block_n) or 'see heuristics.BLOCK_MS'})")
+    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit)
+    tiles = -(-m // block_m) * -(-n // block_n)
+    return ConfigChoice(Sm90Fp8Config(block_m, block_n, stages, min(num_sms, tiles)),
+                        {"forced_by": "DGREG_SM90_CONFIG", "tiles": tiles})
+
+
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -> ConfigChoice:
     """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up."""
     if num_sms < 1:
         raise ValueError(f"num_sms must be positive (got {num_sms})")
+    override = settings.get("DGREG_SM90_CONFIG")
+    if override:
+        return forced(override, m, n, k, num_sms, smem_limit)
     scored = []
     for block_m in BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
@@ -70,7 +107,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -
         "tiles": tiles,
         "waves": waves,
         "last_wave_sm_utilisation": round(util, 3),
-        "smem_bytes": best.stages * (stage_bytes(best.block_m, best.block_n) + 16) + SMEM_SPARE,
+        "smem_bytes": smem_bytes(best.block_m, best.block_n, best.stages),
         "threads": best.threads,
     }
     alternatives = tuple(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 
 from dgreg import LaunchSpec
-
 from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90Fp8Config
 

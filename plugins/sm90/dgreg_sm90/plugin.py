@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dgreg import API_VERSION, Candidate, hookimpl
-
 from dgreg_sm90 import codegen, heuristics, launch
 
 ARCH = "sm90a"

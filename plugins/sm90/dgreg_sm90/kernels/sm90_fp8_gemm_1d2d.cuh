@@ -31,7 +31,11 @@ constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES;
 constexpr uint32_t OFF_A = 0;
 constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
 constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
-constexpr uint32_t OFF_BAR = OFF_SFA + STAGES * SFA_BYTES;
+// the output tile is staged in shared memory with rows padded by 16 bytes: the 8 rows a warp
+// writes at once then start in different banks
+constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
+constexpr uint32_t OFF_D = OFF_SFA + STAGES * SFA_BYTES;
+constexpr uint32_t OFF_BAR = OFF_D + BLOCK_M * D_PITCH;
 constexpr uint32_t SMEM_BYTES = OFF_BAR + 2 * STAGES * 8;
 static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
@@ -166,25 +170,36 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
             if (++stage == STAGES) { stage = 0; phase ^= 1; }
         }
 
-        // epilogue: BF16 pairs straight to global memory, bounds-checked
+        // epilogue: stage the BF16 tile in shared memory, then write whole rows with
+        // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
+        // touch each 32-byte sector twice)
+        named_barrier(1, MATH_THREADS);  // the previous tile's rows have all been read
         #pragma unroll
         for (int s = 0; s < M_SUB; ++s) {
-            const int r0 = m_blk * BLOCK_M + warpgroup * WG_ROWS + s * 64 + row_in_wg;
+            const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
             #pragma unroll
             for (int j = 0; j < BLOCK_N / 8; ++j) {
-                const int col = n0 + 8 * j + 2 * (lane % 4);
+                const int col = 8 * j + 2 * (lane % 4);
                 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    const int row = r0 + 8 * h;
-                    if (row >= m || col >= n) continue;
-                    __nv_bfloat16* out = d + row * ldd + col;
-                    if (col + 1 < n) {
-                        *reinterpret_cast<__nv_bfloat162*>(out) =
-                            __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
-                    } else {
-                        *out = __float2bfloat16(total[s][4 * j + 2 * h]);
-                    }
+                    *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + (r0 + 8 * h) * D_PITCH + col * 2) =
+                        __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
                 }
+            }
+        }
+        named_barrier(1, MATH_THREADS);
+        constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
+        const int m0 = m_blk * BLOCK_M;
+        for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += MATH_THREADS) {
+            const int row = idx / CHUNKS, chunk = idx % CHUNKS;
+            const int grow = m0 + row, gcol = n0 + chunk * 8;
+            if (grow >= m || gcol >= n) continue;
+            const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
+            __nv_bfloat16* dst = d + grow * ldd + gcol;
+            if (gcol + 8 <= n) {
+                *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+            } else {
+                for (int c = 0; c < n - gcol; ++c) dst[c] = reinterpret_cast<const __nv_bfloat16*>(src)[c];
             }
         }
     }

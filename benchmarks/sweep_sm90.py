@@ -1,0 +1,68 @@
+"""Kernel time of the sm90 FP8 kernel under several forced tile configs, per shape.
+
+    DGREG_PLUGINS=sm90 python benchmarks/sweep_sm90.py --json out.json
+
+Every config is checked against the float64 reference before it is timed; the heuristics'
+own pick is timed too, so the table shows how far it is from the best forced config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+
+import torch
+
+import dgreg
+from dgreg import dispatch
+from dgreg.bench import _check, kernel_time_us
+
+SHAPES = [(64, 2112, 7168), (128, 7168, 2048), (4096, 7168, 16384), (4096, 32768, 512),
+          (4096, 7168, 2048), (4096, 24576, 1536)]
+CONFIGS = ["", "block_m=128,block_n=128", "block_m=128,block_n=160", "block_m=128,block_n=192",
+           "block_m=256,block_n=96", "block_m=256,block_n=112", "block_m=128,block_n=112",
+           "block_m=64,block_n=128", "block_m=64,block_n=192"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = []
+    for m, n, k in SHAPES:
+        a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda"))
+        b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda"))
+        a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
+        sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
+        sb = b_sf.double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
+        ref = (a8.double() * sa) @ (b8.double() * sb).T
+        for forced in CONFIGS:
+            os.environ["DGREG_SM90_CONFIG"] = forced
+            dispatch.clear_caches()
+            d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+            fn = functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+            try:
+                fn()
+                _check(d, ref, forced)
+                t, _ = kernel_time_us(fn, calls=20)
+            except Exception as exc:  # an illegal config for this shape: report, go on
+                print(f"{m:>5} {n:>6} {k:>6} {forced or 'heuristic':<28} failed: {exc}")
+                continue
+            cfg = dgreg.explain("fp8_gemm", (m, n, k), file=None).choice.config
+            tflops = 2 * m * n * k / t / 1e6
+            rows.append({"m": m, "n": n, "k": k, "forced": forced, "config": repr(cfg),
+                         "kernel_us": t, "tflops": tflops})
+            print(f"{m:>5} {n:>6} {k:>6} {forced or 'heuristic':<28} {t:9.1f} us {tflops:6.0f} "
+                  f"TFLOPS  {cfg!r}", flush=True)
+    os.environ.pop("DGREG_SM90_CONFIG", None)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
