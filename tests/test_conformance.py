@@ -55,8 +55,9 @@ class Outcomes:
 
 
 def _run(plugin: str, **kwargs: Any) -> tuple[int, str, Outcomes]:
+    """The suite on CPU tensors (also on a GPU machine: these tests check the suite itself)."""
     out, seen = io.StringIO(), Outcomes()
-    code = runner.run([plugin], observers=[seen], out=out, **kwargs)
+    code = runner.run([plugin], observers=[seen], out=out, device="cpu", **kwargs)
     return code, out.getvalue(), seen
 
 
@@ -266,7 +267,8 @@ def test_a_shipped_plugin_passes_the_suite_through_the_cli(sm123z_site: Path,
                                                            tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(sm123z_site), str(REPO)]),
                DGREG_ARCH="sm123z", DGREG_PLUGINS="sm123z")
-    proc = subprocess.run([sys.executable, "-m", "dgreg", "conformance", "--plugin", "sm123z"],
+    proc = subprocess.run([sys.executable, "-m", "dgreg", "conformance", "--plugin", "sm123z",
+                           "--device", "cpu"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (line,) = LINE.findall(proc.stdout)
@@ -395,5 +397,16 @@ def test_claims_follow_resolution(make_registry: Callable[..., Registry]) -> Non
     cpu = dgreg.Device("cpu")
     assert cases.claim(inst, "broken", cpu, "cpu") == cases.Claim("claimed", "broken.torch_gemm")
     assert cases.claim(inst, "reference", cpu, "cpu").kind == "claimed"
-    unclaimed = cases.claim(inst, "broken", preset("h100"), "cuda")
-    assert unclaimed.kind == "claimed"  # needs_cuda=False: a simulated GPU is fine
+    on_gpu = cases.claim(inst, "broken", preset("h100"), "cuda")
+    assert on_gpu.kind == "claimed"  # needs_cuda=False: a simulated GPU is fine
+
+    class Bf16Only(BrokenPlugin):
+        @dgreg.hookimpl
+        def dgreg_register_kernels(self, register: Callable[..., None], device: Any) -> None:
+            register(dgreg.Candidate(
+                "bf16only.gemm", run=self.run, needs_cuda=False,
+                supports=lambda spec, device: None if not spec.is_fp8 else "BF16 only"))
+
+    make_registry(("bf16only", Bf16Only(_write_zeros)))
+    assert cases.claim(inst, "bf16only", cpu, "cpu") == cases.Claim(
+        "unclaimed", reason="not claimed by bf16only on cpu (bf16only.gemm: BF16 only)")

@@ -58,6 +58,27 @@ def test_fp8_gemm_matches_float64(m, n, k):
     assert (d.double() - ref).abs().max().item() <= 2 ** -7 * scale + 1e-2
 
 
+@pytest.mark.parametrize("forced", ["block_m=64,block_n=64,split_k=4",
+                                    "block_m=128,block_n=96,split_k=3",
+                                    "block_m=256,block_n=64,split_k=2"])
+@pytest.mark.parametrize(("m", "n", "k"), [(1, 200, 1152), (130, 520, 1920), (64, 2112, 7168)])
+def test_split_k_matches_float64_and_resets_its_counters(m, n, k, forced, monkeypatch):
+    monkeypatch.setenv("DGREG_SM90_CONFIG", forced)
+    from dgreg import dispatch
+
+    dispatch.clear_caches()
+    gen = torch.Generator(device="cuda").manual_seed(m + n + k)
+    a8, a_sf, b8, b_sf = _inputs(m, n, k, gen)
+    ref = _reference(a8, a_sf, b8, b_sf)
+    assert "split_k" in repr(dgreg.explain("fp8_gemm", (m, n, k), file=None).choice.config)
+    for _ in range(3):  # a counter left non-zero would corrupt the next call
+        d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+        dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+        torch.cuda.synchronize()
+        assert not d.isnan().any()
+        assert dgreg.calc_diff(d, ref) < 1e-3
+
+
 def test_scale_layouts_and_repeated_calls():
     m, n, k = 192, 640, 1024
     gen = torch.Generator(device="cuda").manual_seed(1)

@@ -160,8 +160,10 @@ def expand(case: Case) -> list[Instance]:
 
 @attrs.frozen
 class Claim:
-    """Whether a plugin takes an instance: ``kind`` is claimed, unclaimed, excluded or core
-    (a spec dgreg itself refuses: every plugin sees the same refusal)."""
+    """Whether a plugin takes an instance. ``kind``: ``claimed`` (resolution picks one of its
+    candidates: ``kernel_id``), ``unclaimed`` (``reason`` quotes its candidates' refusals),
+    ``excluded`` (the case names other plugins) or ``core`` (dgreg.spec refuses the spec
+    itself, before any plugin: every plugin must see the same refusal)."""
 
     kind: str
     kernel_id: str = ""
@@ -472,11 +474,13 @@ def _check_error(inst: Instance, exc: BaseException, wanted: type, source: str) 
 # -- mutations (negative cases) ----------------------------------------------------------------
 
 def _restore(x: torch.Tensor, extra: int, fill: float | None = None) -> torch.Tensor:
-    """``x`` copied into rows padded to the alignment plus ``extra`` elements (extra=1: misaligned)."""
-    item = x.element_size()
-    width = _align(x.shape[-1], max(1, 16 // item)) + extra
-    base = (torch.empty if fill is None else lambda s, **k: torch.full(s, fill, **k))(
-        (*x.shape[:-1], width), dtype=x.dtype, device=x.device)
+    """``x`` copied into rows padded to 16 bytes plus ``extra`` elements (1: a misaligned stride)."""
+    step = max(1, 16 // x.element_size())  # TMA's granule; any misalignment will do here
+    shape = (*x.shape[:-1], _align(x.shape[-1], step) + extra)
+    if fill is None:
+        base = torch.empty(shape, dtype=x.dtype, device=x.device)
+    else:
+        base = torch.full(shape, fill, dtype=x.dtype, device=x.device)
     view = base[..., :x.shape[-1]]
     view.copy_(x)
     return view

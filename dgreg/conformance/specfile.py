@@ -7,6 +7,24 @@ and the problem. The op files must also agree with :mod:`dgreg.spec`, which is t
 source of truth for which dtype / layout / recipe combinations exist: a file that declares a
 combination dgreg does not define, or misses one it does, is an error.
 
+Keys of a ``[[case]]`` (values marked * may be an array: the case expands over each):
+
+- ``name`` (unique in the file), ``op`` (an op file's ``op``), ``note`` (why the case exists).
+- Variants: ``layout``*, ``recipe``*, ``out_dtype``*, ``accumulate``* (true, false or
+  ``"inplace"``: C is D), ``api``* (``"generic"``: ``dgreg.gemm``...; ``"compat"``: the
+  DeepGEMM names), ``scale_layout``* (``"k_major"`` or ``"mn_major"``, FP8 only), ``psum``*
+  (prefix-sum grouped layout, M-contiguous only). Defaults: those of ``dgreg.spec_for``.
+- Shapes, by grouping: dense ``shapes = [[m, n, k], ...]`` or ``m = [...]`` with
+  ``nk = [[n, k], ...]``; M-grouped ``group_sizes = [[rows per group, ...], ...]`` and/or
+  ``uniform_groups = [[groups, rows], ...]`` with ``nk`` (masked: optional ``m_max``);
+  K-grouped the same with K per group, and ``mn = [[m, n], ...]``.
+- Where it runs: ``size = "large"`` (a GPU, or ``--dgreg-include-large``), ``gpu_only``,
+  ``plugins = [...]`` (only these plugins, e.g. checks only a host-side implementation
+  can make).
+- Expectation: a result within the op's tolerance (overridable with ``max_calc_diff`` /
+  ``max_abs_rel``), or ``expect_error`` (a :mod:`dgreg.errors` class) with ``match``* (message
+  fragments) and an optional ``mutate`` (one of :data:`MUTATIONS`).
+
 This module does not import torch; the public entry points and the DeepGEMM-compatible
 names an op file declares are checked (importing torch) by :func:`load_ops`.
 """
@@ -64,7 +82,7 @@ MUTATIONS: dict[str, str] = {
     "recipe_none": "recipe 'none' with FP8 operands",
     "layout_unknown": "layout 'XY'",
     "d_dtype_float16": "D in float16",
-    "d_shape": "D with one column too many",
+    "d_shape": "D with twice the columns it should have",
     "d_column_major": "D passed as a transposed (column-major) view",
     "c_shape": "C with one row too few",
     "masked_m_dtype": "masked_m in int64",

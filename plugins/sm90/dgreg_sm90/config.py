@@ -12,6 +12,7 @@ class Sm90Fp8Config:
     block_n: int  # a multiple of 8, at most 160
     stages: int  # depth of the TMA ring
     num_sms: int  # CTAs of the persistent grid
+    split_k: int = 1  # work units sharing one tile's K blocks (reduced through a workspace)
 
     @property
     def num_math_wg(self) -> int:
@@ -26,5 +27,6 @@ class Sm90Fp8Config:
         return 128 * (self.num_math_wg + 1)
 
     def __repr__(self) -> str:
+        split = f", split_k={self.split_k}" if self.split_k > 1 else ""
         return (f"Sm90Fp8Config(block_m={self.block_m}, block_n={self.block_n}, "
-                f"stages={self.stages}, num_sms={self.num_sms})")
+                f"stages={self.stages}, num_sms={self.num_sms}{split})")

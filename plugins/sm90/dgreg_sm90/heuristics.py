@@ -1,9 +1,10 @@
 """Choosing tile sizes for the SM90 FP8 kernel: enumerate, score, keep the losers.
 
-The score follows the wave model: a persistent grid of ``num_sms`` CTAs runs
-``ceil(tiles / num_sms)`` waves; fewer waves win, then a fuller last wave (SMs busy in the
-last wave / SMs), then the larger ``block_n`` (less re-reading of A), then the smaller
-``block_m``. Unaligned ``block_n`` (112, 144, ...) often fill more SMs than powers of two.
+Every (block_m, block_n, split_k) candidate gets a predicted time from a small cost model
+(:func:`estimate_ns`): waves of work units times the time of one unit, where a K block costs
+the slower of streaming its A and B tiles from L2 and running its MMAs, floored by reading
+the operands once from HBM. Unaligned ``block_n`` (112, 144, ...) often fill more SMs than
+powers of two; split-K fills them when M is small.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> 
     fields = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
-        if name.strip() not in ("block_m", "block_n", "stages") or not value.strip().isdigit():
+        if name.strip() not in ("block_m", "block_n", "stages", "split_k") or \
+                not value.strip().isdigit():
             raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
                              f"(got {text!r})")
         fields[name.strip()] = int(value)
@@ -70,18 +72,58 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> 
         raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n} is not a legal "
                          f"SM90 FP8 tile ({legal(block_m, block_n) or 'see heuristics.BLOCK_MS'})")
     stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit)
+    split = fields.get("split_k", 1)
+    units = -(-m // block_m) * -(-n // block_n) * split
+    return ConfigChoice(Sm90Fp8Config(block_m, block_n, stages, min(num_sms, units), split),
+                        {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
+
+
+# Cost model (calibrated on an H200, see benchmarks/NOTES.md): a CTA streams A and B tiles
+# from L2 at about L2_BYTES_PER_NS and runs the tensor core at about FLOPS_PER_NS; a K block
+# costs the slower of the two. HBM bounds the whole problem from below.
+L2_BYTES_PER_NS = 75.0  # per SM
+FLOPS_PER_NS = 9850.0  # per SM, FP8 dense
+HBM_BYTES_PER_NS = 4300.0  # whole chip
+UNIT_FIXED_NS = 3000.0  # pipeline fill and epilogue latency of one work unit
+SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split unit
+SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
+TIE_MARGIN = 1.04
+
+
+def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
+                split: int) -> tuple[float, int, int]:
+    """(predicted kernel time in ns, work units, waves) of one config."""
+    k_blocks = max(1, -(-k // BLOCK_K))
     tiles = -(-m // block_m) * -(-n // block_n)
-    return ConfigChoice(Sm90Fp8Config(block_m, block_n, stages, min(num_sms, tiles)),
-                        {"forced_by": "DGREG_SM90_CONFIG", "tiles": tiles})
+    units = tiles * split
+    waves = -(-units // num_sms)
+    # With one 64-row sub-tile per warpgroup the promotion FFMAs stall the tensor core more
+    # than with two, whose wgmma and promotion interleave (measured: 0.76 vs 0.95).
+    mma_efficiency = 0.95 if block_m == 256 else 0.76
+    per_k_block = max((block_m + block_n) * BLOCK_K / L2_BYTES_PER_NS,
+                      2 * block_m * block_n * BLOCK_K / (FLOPS_PER_NS * mma_efficiency))
+    epilogue = block_m * block_n * 2 / L2_BYTES_PER_NS
+    if split > 1:  # write the FP32 partial; the last unit reads the others back
+        epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
+    unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
+    if split > 1:
+        unit += SPLIT_FIXED_NS
+    floor = (m * k + n * k + 2 * m * n) / HBM_BYTES_PER_NS
+    return max(waves * unit, floor), units, waves
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -> ConfigChoice:
-    """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up."""
+    """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up.
+
+    Candidates are scored by :func:`estimate_ns`; split-K is considered only when the tiles
+    alone leave SMs idle, with at least 2 K blocks per unit.
+    """
     if num_sms < 1:
         raise ValueError(f"num_sms must be positive (got {num_sms})")
     override = settings.get("DGREG_SM90_CONFIG")
     if override:
         return forced(override, m, n, k, num_sms, smem_limit)
+    k_blocks = max(1, -(-k // BLOCK_K))
     scored = []
     for block_m in BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
@@ -93,24 +135,31 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -
             if stages < 2:
                 continue
             tiles = -(-m // block_m) * -(-n // block_n)
-            waves = -(-tiles // num_sms)
-            last = tiles - (waves - 1) * num_sms
-            util = last / num_sms
-            key = (waves, -util, -block_n, block_m)
-            config = Sm90Fp8Config(block_m, block_n, stages, min(num_sms, tiles))
-            scored.append((key, config, tiles, waves, util))
+            for split in SPLITS:
+                if split > 1 and (tiles * split > num_sms or 2 * split > k_blocks):
+                    break
+                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split)
+                config = Sm90Fp8Config(block_m, block_n, stages, min(num_sms, units), split)
+                scored.append(((ns, waves, -block_n, block_m, split), config, units, waves, ns))
     if not scored:
         raise ValueError(f"no SM90 FP8 config fits m={m} n={n} k={k}")
     scored.sort(key=lambda item: item[0])
-    _, best, tiles, waves, util = scored[0]
+    # The model cannot tell candidates within a few percent apart; among those, the largest
+    # tile moves the fewest bytes per FLOP, which held up best in measurements.
+    near = [s for s in scored if s[4] <= scored[0][4] * TIE_MARGIN]
+    pick = max(near, key=lambda s: (s[1].block_m * s[1].block_n, -s[4]))
+    scored.remove(pick)
+    scored.insert(0, pick)
+    _, best, units, waves, ns = scored[0]
     figures = {
-        "tiles": tiles,
+        "predicted_us": round(ns / 1e3, 2),
+        "work_units": units,
         "waves": waves,
-        "last_wave_sm_utilisation": round(util, 3),
+        "last_wave_sm_utilisation": round((units - (waves - 1) * num_sms) / num_sms, 3),
         "smem_bytes": smem_bytes(best.block_m, best.block_n, best.stages),
         "threads": best.threads,
     }
     alternatives = tuple(
-        (cfg, waves_ + (1 - util_), f"{tiles_} tiles, {waves_} wave(s), last wave {util_:.0%}")
-        for _, cfg, tiles_, waves_, util_ in scored[1:9])
+        (cfg, ns_ / 1e3, f"predicted {ns_ / 1e3:.1f} us, {units_} units, {waves_} wave(s)")
+        for _, cfg, units_, waves_, ns_ in scored[1:9])
     return ConfigChoice(best, figures, alternatives)

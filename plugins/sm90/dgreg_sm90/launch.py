@@ -9,7 +9,25 @@ from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90Fp8Config
 
 ARG_TYPES = (None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
-             ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+             ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+             ctypes.c_void_p, ctypes.c_void_p)
+
+# Split-K workspaces, one per (device, stream, size): concurrent launches on different
+# streams must not share partial tiles or counters. Counters start at zero and the kernel
+# leaves them at zero.
+_WORKSPACES: dict[tuple[int, int, int, int], tuple[object, object]] = {}
+
+
+def workspace(device: int, stream: int, floats: int, tiles: int) -> tuple[object, object]:
+    import torch
+
+    key = (device, stream, floats, tiles)
+    found = _WORKSPACES.get(key)
+    if found is None:
+        found = (torch.empty(floats, dtype=torch.float32, device=f"cuda:{device}"),
+                 torch.zeros(tiles, dtype=torch.int32, device=f"cuda:{device}"))
+        _WORKSPACES[key] = found
+    return found
 
 
 def _tma_aligned(x: int) -> int:
@@ -17,11 +35,16 @@ def _tma_aligned(x: int) -> int:
 
 
 def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
+    import torch
+
     from dgreg.jit.tma import tensor_map
     from dgreg.layout import get_mn_major_tma_aligned_tensor
 
     bm, bn = config.block_m, config.block_n
     m_pad = _tma_aligned(m)
+    tiles = -(-m // bm) * -(-n // bn)
+    split = config.split_k
+    raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
     k_row = max(k, 16) if m == 1 else k  # a 1-row operand's stride is never used; keep TMA happy
 
     def pack(call):
@@ -33,8 +56,14 @@ def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
         map_b = tensor_map(b.data_ptr(), "uint8", (n, k), (b.stride(0) if n > 1 else k_row, 1),
                            (bn, 128), 128)
         map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm))
+        ws = counters = 0
+        if split > 1:
+            device = d.device.index
+            stream = raw_stream(device) if raw_stream else torch.cuda.current_stream().cuda_stream
+            ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
+            ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
         return (map_a, map_b, map_sfa, sfb.data_ptr(), sfb.stride(0), sfb.stride(1),
-                d.data_ptr(), d.stride(0), m, n, k)
+                d.data_ptr(), d.stride(0), m, n, k, ws, counters)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

@@ -10,8 +10,12 @@
 // accumulator per 64-row sub-tile, then promotes it into FP32 registers scaled by the A-row
 // and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
 //
+// With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
+// partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
+// that unit resets to 0) adds the others' partials and writes the BF16 tile.
+//
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup) and `wgmma_fp8(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)`.
+// per math warpgroup), SPLIT_K and `wgmma_fp8(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)`.
 #pragma once
 #include <cuda_bf16.h>
 #include "sm90_ptx.cuh"
@@ -36,15 +40,21 @@ constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
 constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
 constexpr uint32_t OFF_D = OFF_SFA + STAGES * SFA_BYTES;
 constexpr uint32_t OFF_BAR = OFF_D + BLOCK_M * D_PITCH;
-constexpr uint32_t SMEM_BYTES = OFF_BAR + 2 * STAGES * 8;
+constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
+constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
 static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
 
-__device__ __forceinline__ void tile_coords(int tile, int m_blocks, int& m_blk, int& n_blk) {
+__device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks, int& tile,
+                                            int& m_blk, int& n_blk, int& kb_begin, int& kb_end) {
+    tile = unit / SPLIT_K;
+    const int split = unit % SPLIT_K;
     // m-fastest order: the CTAs running at once share few B columns and many A rows
     m_blk = tile % m_blocks;
     n_blk = tile / m_blocks;
+    kb_begin = split * k_blocks / SPLIT_K;
+    kb_end = (split + 1) * k_blocks / SPLIT_K;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
@@ -52,7 +62,8 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                    const __grid_constant__ CUtensorMap map_b,    // [N, K] e4m3, box [BN, 128]
                    const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
                    const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
-                   __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k) {
+                   __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k,
+                   float* __restrict__ workspace, int* __restrict__ counters) {
     extern __shared__ uint8_t smem_raw[];
     // align the dynamic window by hand (the launch asks for 1024 spare bytes)
     const uint32_t raw = smem_addr(smem_raw);
@@ -62,7 +73,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
 
     const int m_blocks = (m + BLOCK_M - 1) / BLOCK_M;
     const int n_blocks = (n + BLOCK_N - 1) / BLOCK_N;
-    const int tiles = m_blocks * n_blocks;
+    const int units = m_blocks * n_blocks * SPLIT_K;
     const int k_blocks = (k + BLOCK_K - 1) / BLOCK_K;
     const int warpgroup = threadIdx.x / 128;
 
@@ -83,10 +94,10 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
         if (threadIdx.x != MATH_THREADS) return;
         int stage = 0;
         uint32_t phase = 0;
-        for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-            int m_blk, n_blk;
-            tile_coords(tile, m_blocks, m_blk, n_blk);
-            for (int kb = 0; kb < k_blocks; ++kb) {
+        for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
+            int tile, m_blk, n_blk, kb_begin, kb_end;
+            unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
+            for (int kb = kb_begin; kb < kb_end; ++kb) {
                 const uint32_t full = bar_full + stage * 8;
                 mbar_wait(bar_empty + stage * 8, phase ^ 1);
                 mbar_arrive_expect_tx(full, STAGE_TX);
@@ -109,9 +120,9 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
     int stage = 0;
     uint32_t phase = 0;
 
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        int m_blk, n_blk;
-        tile_coords(tile, m_blocks, m_blk, n_blk);
+    for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
+        int tile, m_blk, n_blk, kb_begin, kb_end;
+        unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
         const int n0 = n_blk * BLOCK_N;
         // A tile may straddle two 128-wide B scale blocks: its first `former` 8-column chunks
         // use block n0 / 128, the rest the next one.
@@ -123,7 +134,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
             #pragma unroll
             for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
 
-        for (int kb = 0; kb < k_blocks; ++kb) {
+        for (int kb = kb_begin; kb < kb_end; ++kb) {
             const float sb0 = __ldg(sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
             const float sb1 = __ldg(sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
             mbar_wait(bar_full + stage * 8, phase);
@@ -168,6 +179,50 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 }
             }
             if (++stage == STAGES) { stage = 0; phase ^= 1; }
+        }
+
+        if constexpr (SPLIT_K > 1) {
+            // Partial tiles live in the workspace in the accumulator's own thread layout, so
+            // each thread later reads back exactly what the other units' threads wrote.
+            float* tile_ws = workspace + static_cast<size_t>(tile) * SPLIT_K * (BLOCK_M * BLOCK_N);
+            const int split = unit % SPLIT_K;
+            // float4 number q of math thread T sits at q * MATH_THREADS + T: coalesced
+            const int me = warpgroup * 128 + tid;
+            float4* mine = reinterpret_cast<float4*>(tile_ws + split * (BLOCK_M * BLOCK_N)) + me;
+            #pragma unroll
+            for (int s = 0; s < M_SUB; ++s)
+                #pragma unroll
+                for (int i = 0; i < ACC; i += 4)
+                    __stcg(mine + (s * ACC + i) / 4 * MATH_THREADS,
+                           make_float4(total[s][i], total[s][i + 1], total[s][i + 2], total[s][i + 3]));
+            __threadfence();  // publish the partial before counting this unit as done
+            named_barrier(1, MATH_THREADS);
+            volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);
+            if (threadIdx.x == 0) {
+                const int done = atomicAdd(counters + tile, 1);
+                const int last = done == SPLIT_K - 1;
+                if (last) counters[tile] = 0;  // ready for the next launch
+                *flag = last;
+            }
+            named_barrier(1, MATH_THREADS);
+            if (!*flag) continue;
+            __threadfence();  // see every other unit's partial
+            #pragma unroll 1
+            for (int other = 0; other < SPLIT_K; ++other) {
+                if (other == split) continue;
+                const float4* theirs =
+                    reinterpret_cast<const float4*>(tile_ws + other * (BLOCK_M * BLOCK_N)) + me;
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s)
+                    #pragma unroll
+                    for (int i = 0; i < ACC; i += 4) {
+                        const float4 v = __ldcg(theirs + (s * ACC + i) / 4 * MATH_THREADS);
+                        total[s][i] += v.x;
+                        total[s][i + 1] += v.y;
+                        total[s][i + 2] += v.z;
+                        total[s][i + 3] += v.w;
+                    }
+            }
         }
 
         // epilogue: stage the BF16 tile in shared memory, then write whole rows with
