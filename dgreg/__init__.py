@@ -26,7 +26,15 @@ from dgreg.errors import (
     UnsupportedSpecError,
 )
 from dgreg.hookspecs import API_VERSION, hookimpl
-from dgreg.kernel import Binary, Candidate, ConfigChoice, KernelKey, KernelSource, LaunchSpec, SassPass
+from dgreg.kernel import (
+    Binary,
+    Candidate,
+    ConfigChoice,
+    KernelKey,
+    KernelSource,
+    LaunchSpec,
+    SassPass,
+)
 from dgreg.spec import DType, GemmSpec, Grouping, Layout, Problem, Recipe, spec_for
 
 __version__ = "0.1.0"

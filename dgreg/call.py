@@ -120,7 +120,7 @@ def _aligned(name: str, x: torch.Tensor) -> None:
     if x.data_ptr() % _TMA_BYTES:
         raise InvalidArgumentError(name, "a tensor whose data pointer is 16-byte aligned",
                                    f"address {x.data_ptr():#x} (a sliced view?)")
-    for dim, (extent, stride) in enumerate(zip(x.shape, x.stride())):
+    for dim, (extent, stride) in enumerate(zip(x.shape, x.stride(), strict=True)):
         if extent > 1 and stride <= 0:
             raise InvalidArgumentError(
                 name, "a tensor with positive strides (not an expanded/broadcast view)",
@@ -369,7 +369,7 @@ def m_contiguous_call(a: Any, b: Any, d: Any = None, *, grouped_layout: Any, a_s
     rec = _infer_recipe(dtype, a_scale, b_scale, recipe, n, -2 if lay.b_k_major else -1)
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(),
                          lead_b=(groups,), ref=a, a_t=False, b_t=not lay.b_k_major)
-    d, c, d_dtype = _output(d, None, (m, n), a, out_dtype, zeroed=True)
+    d, _, d_dtype = _output(d, None, (m, n), a, out_dtype, zeroed=True)
     spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
                  grouping=Grouping.M_CONTIGUOUS, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)
@@ -404,7 +404,7 @@ def m_masked_call(a: Any, b: Any, d: Any = None, *, masked_m: Any, expected_m: A
     rec = _infer_recipe(dtype, a_scale, b_scale, recipe, n, -2)
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(groups,),
                          lead_b=(groups,), ref=a, a_t=False, b_t=False)
-    d, c, d_dtype = _output(d, None, (groups, m, n), a, out_dtype, zeroed=True)
+    d, _, d_dtype = _output(d, None, (groups, m, n), a, out_dtype, zeroed=True)
     spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=Layout.NT,
                  grouping=Grouping.M_MASKED, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)

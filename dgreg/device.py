@@ -94,7 +94,7 @@ def _arch_from_capability(major: int, minor: int) -> str:
     return f"sm{major}{minor}{suffix}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detect_cuda(index: int) -> Device:
     import torch
 

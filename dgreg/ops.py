@@ -18,7 +18,7 @@ from dgreg import api
 
 __all__ = ["LIB", "call_op"]
 
-LIB = torch.library.Library("dgreg", "DEF")  # noqa: TOR901 - low-level API on purpose
+LIB = torch.library.Library("dgreg", "DEF")
 _SCALES = "Tensor? a_scale, Tensor? b_scale, str? recipe"
 LIB.define(f"gemm_(Tensor a, Tensor b, Tensor(a!) d, Tensor? c, bool accumulate, {_SCALES}, "
            f"str layout) -> ()")

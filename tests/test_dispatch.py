@@ -5,13 +5,12 @@ import warnings
 
 import pytest
 import torch
+from plugin_helpers import ToyConfig, ToyPlugin, python_candidate
 
 import dgreg
 from dgreg import Candidate, ConfigChoice, FallbackWarning, NoKernelError, PluginError, config
 from dgreg.device import preset
 from dgreg.spec import Problem, spec_for
-
-from plugin_helpers import ToyConfig, ToyPlugin, python_candidate
 
 FP8 = spec_for("fp8_gemm")
 BF16 = spec_for("bf16_gemm")
@@ -86,7 +85,7 @@ def test_heuristic_config_reaches_explain_and_kernel_key(make_registry):
 
 def test_heuristic_must_return_a_config_choice(make_registry):
     make_registry(("toy", ToyPlugin(python_candidate("toy.k"), heuristic=lambda *a: {"bm": 64})))
-    with pytest.raises(PluginError, match="dgreg_heuristic must return a dgreg.ConfigChoice"):
+    with pytest.raises(PluginError, match=r"dgreg_heuristic must return a dgreg\.ConfigChoice"):
         dgreg.resolve(BF16, H100, Problem(1, 8, 8))
 
 
@@ -114,7 +113,7 @@ def test_pins(make_registry):
             "not the pinned plugin 'b'"
     with config.scope(DGREG_FORCE_PLUGIN="reference"):
         assert dgreg.resolve(BF16, H100).chosen.kernel_id == "reference.torch"
-    with pytest.raises(NoKernelError, match="pinned plugin .nope. is not installed.*a, b, jit, reference"):
+    with pytest.raises(NoKernelError, match=r"pinned plugin .nope. is not installed.*a, b, jit, reference"):
         dgreg.resolve(BF16, H100, plugin="nope")
 
 

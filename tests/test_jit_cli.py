@@ -3,11 +3,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from toy_jit_plugin import ToyJitPlugin
 
 from dgreg import config
 from dgreg.cli import main
-
-from toy_jit_plugin import ToyJitPlugin
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 

@@ -5,13 +5,12 @@ import textwrap
 from importlib import metadata
 
 import pytest
+from plugin_helpers import ToyPlugin, python_candidate
 
 from dgreg import API_VERSION, Candidate, config, hookimpl
 from dgreg.device import preset
 from dgreg.errors import DuplicateKernelError
 from dgreg.registry import PluginWarning, Registry
-
-from plugin_helpers import ToyPlugin, python_candidate
 
 H100 = preset("h100")
 

@@ -34,7 +34,7 @@ def _inputs(m, n, k, gen):
 
 
 def _reference(a8, a_sf, b8, b_sf):
-    m, k = a8.shape
+    k = a8.shape[1]
     n = b8.shape[0]
     sa = a_sf.double().repeat_interleave(128, dim=1)[:, :k]
     sb = b_sf.double().repeat_interleave(128, dim=0).repeat_interleave(128, dim=1)[:n, :k]

@@ -145,6 +145,8 @@ def test_a_good_case_file_loads(tmp_path: Path, ops: dict[str, specfile.OpSpec])
     ('[[case]]\nname = "x"\nop = "fp8_gemm"\nlayuot = "NT"\nshapes = [[1, 2, 3]]',
      "case[x].layuot", "unknown key"),
     ('colour = "red"\n' + GOOD, "colour", "unknown key"),
+    ('[[case]]\nname = "x"\nop = "bf16_gemm"\ngroup_size = [[1]]\nnk = [[1, 2]]',
+     "case[x].group_size", "unknown key (known keys: accumulate, api"),
     # missing keys
     ('[[case]]\nname = "x"\nshapes = [[1, 2, 3]]', "case[x].op", "missing (required)"),
     ('[[case]]\nop = "fp8_gemm"\nshapes = [[1, 2, 3]]', "case[0].name", "missing (required)"),

@@ -123,16 +123,14 @@ def _problem(case: Case, shape: Shape, psum: bool) -> Problem:
 def expand(case: Case) -> list[Instance]:
     """Every instance of ``case``, in file order, with its stable id."""
     op = case.op
-    k_grouped = op.grouping == Grouping.K_CONTIGUOUS
-    default_recipe = (Recipe.NONE if not op.is_fp8 else Recipe.R1D1D if k_grouped else Recipe.R1D2D)
-    default_d = DType.FP32 if k_grouped else DType.BF16
+    default = spec_for(op.op)  # ids leave the op's defaults out
     out = []
     for layout, recipe, d, acc, api, sf, psum, shape in itertools.product(
             case.layouts, case.recipes, case.out_dtypes, case.accumulate, case.apis,
             case.scale_layouts, case.psums, case.shapes):
         parts = [op.op, layout.value.lower()]
-        parts += [recipe.value] if recipe != default_recipe else []
-        parts += [d.short] if d != default_d else []
+        parts += [recipe.value] if recipe != default.recipe else []
+        parts += [d.short] if d != default.d_dtype else []
         parts += {False: [], True: ["acc"], "inplace": ["acc-inplace"]}[acc]
         parts += ["psum"] if psum else []
         parts += ["sf-mn"] if sf == "mn_major" else []

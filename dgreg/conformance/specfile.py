@@ -41,7 +41,7 @@ import attrs
 
 from dgreg import errors
 from dgreg.errors import SpecFileError, UnsupportedSpecError
-from dgreg.spec import OPS, SCALE_BLOCK, DType, GemmSpec, Grouping, Layout, Recipe
+from dgreg.spec import OPS, SCALE_BLOCK, DType, GemmSpec, Grouping, Layout, Recipe, spec_for
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -593,6 +593,10 @@ _SHAPE_KEYS = {
     Grouping.K_CONTIGUOUS: ("group_sizes", "uniform_groups", "mn"),
 }
 _ALL_SHAPE_KEYS = ("shapes", "m", "nk", "mn", "group_sizes", "uniform_groups", "m_max")
+_CASE_KEYS = frozenset({
+    "name", "op", "note", "layout", "recipe", "out_dtype", "accumulate", "api", "scale_layout",
+    "psum", *_ALL_SHAPE_KEYS, "size", "gpu_only", "plugins", "expect_error", "match", "mutate",
+    "max_calc_diff", "max_abs_rel"})
 
 
 def _shapes(t: _Table, op: OpSpec, negative: bool) -> tuple[Shape, ...]:
@@ -660,6 +664,9 @@ def _load_case(path: Path, index: int, data: Any, ops: dict[str, OpSpec]) -> Cas
     if not _NAME_RE.match(name):
         raise t.fail("name", f"must be lower-case letters, digits, '_' or '-' (got {name!r})")
     t.where = f"case[{name}]"
+    for key in data:  # a misspelt key first: it would otherwise read as a missing one
+        if key not in _CASE_KEYS:
+            raise t.fail(key, f"unknown key (known keys: {', '.join(sorted(_CASE_KEYS))})")
     op_name = t.string("op")
     if op_name not in ops:
         known = ", ".join(ops) if ops else "none loaded"
@@ -678,12 +685,10 @@ def _load_case(path: Path, index: int, data: Any, ops: dict[str, OpSpec]) -> Cas
     if mutate is not None and mutate not in MUTATIONS:
         raise t.fail("mutate", f"unknown mutation {mutate!r} (known: {', '.join(MUTATIONS)})")
     k_grouped = op.grouping == Grouping.K_CONTIGUOUS
-    default_layout = Layout.TN if k_grouped else Layout.NT
-    default_recipe = (Recipe.NONE if not op.is_fp8 else
-                      Recipe.R1D1D if k_grouped else Recipe.R1D2D)
-    layouts = t.choices("layout", _parse_layout, "a layout", default=(default_layout,))
-    recipes = t.choices("recipe", _parse_recipe, "a recipe name", default=(default_recipe,))
-    out_dtypes = t.choices("out_dtype", _parse_dtype, "a dtype name", default=(op.d_dtypes[0],))
+    default = spec_for(op.op)
+    layouts = t.choices("layout", _parse_layout, "a layout", default=(default.layout,))
+    recipes = t.choices("recipe", _parse_recipe, "a recipe name", default=(default.recipe,))
+    out_dtypes = t.choices("out_dtype", _parse_dtype, "a dtype name", default=(default.d_dtype,))
     accumulate = t.choices("accumulate", _parse_accumulate, 'true, false or "inplace"',
                            default=(False,), scalar_types=(bool, str))
     apis = t.choices("api", _parse_word(_APIS), "an API name", default=("generic",))

@@ -40,6 +40,7 @@ def fp8_gemm_source(config: Sm90Fp8Config, arch: str = "sm_90a") -> KernelSource
         f"#define BLOCK_M {config.block_m}\n#define BLOCK_N {config.block_n}\n"
         f"#define STAGES {config.stages}\n#define NUM_MATH_WG {config.num_math_wg}\n"
         f"#define M_SUB {config.m_sub}\n#define SPLIT_K {config.split_k}\n"
+        f"#define SMEM_REQUESTED {smem_bytes(config)}\n"
         f"#include <stdint.h>\n"
         f"namespace dgreg_sm90 {{\n{wgmma_fp8(config.block_n)}}}\n"
         f'#include "sm90_fp8_gemm_1d2d.cuh"\n'

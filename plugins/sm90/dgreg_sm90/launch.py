@@ -8,7 +8,7 @@ from dgreg import LaunchSpec
 from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90Fp8Config
 
-ARG_TYPES = (None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
+ARG_TYPES = (None, None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
              ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
              ctypes.c_void_p, ctypes.c_void_p)
 
@@ -56,13 +56,16 @@ def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
         map_b = tensor_map(b.data_ptr(), "uint8", (n, k), (b.stride(0) if n > 1 else k_row, 1),
                            (bn, 128), 128)
         map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm))
+        # the output map is used only when block_n % 64 == 0 (the kernel's TMA-store epilogue)
+        map_d = tensor_map(d.data_ptr(), "bfloat16", (m, n),
+                           (d.stride(0) if m > 1 else -(-n // 8) * 8, 1), (bm, 64), 128)
         ws = counters = 0
         if split > 1:
             device = d.device.index
             stream = raw_stream(device) if raw_stream else torch.cuda.current_stream().cuda_stream
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
-        return (map_a, map_b, map_sfa, sfb.data_ptr(), sfb.stride(0), sfb.stride(1),
+        return (map_a, map_b, map_sfa, map_d, sfb.data_ptr(), sfb.stride(0), sfb.stride(1),
                 d.data_ptr(), d.stride(0), m, n, k, ws, counters)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,

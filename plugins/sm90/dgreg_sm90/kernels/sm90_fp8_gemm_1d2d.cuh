@@ -35,16 +35,21 @@ constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES;
 constexpr uint32_t OFF_A = 0;
 constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
 constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
-// the output tile is staged in shared memory with rows padded by 16 bytes: the 8 rows a warp
-// writes at once then start in different banks
+// The output tile is staged in shared memory. With BLOCK_N a multiple of 64 it is stored by
+// TMA, asynchronously, in 64-column chunks laid out with the 128B swizzle (the 16-byte unit u
+// of row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit different banks).
+// Otherwise rows are padded by 16 bytes for the same reason and written with 16-byte stores.
+constexpr bool TMA_STORE = BLOCK_N % 64 == 0;
 constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
-constexpr uint32_t OFF_D = OFF_SFA + STAGES * SFA_BYTES;
-constexpr uint32_t OFF_BAR = OFF_D + BLOCK_M * D_PITCH;
+constexpr uint32_t D_BYTES = TMA_STORE ? BLOCK_M * BLOCK_N * 2 : BLOCK_M * D_PITCH;
+constexpr uint32_t OFF_D = (OFF_SFA + STAGES * SFA_BYTES + 1023) / 1024 * 1024;
+constexpr uint32_t OFF_BAR = OFF_D + D_BYTES;
 constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
 constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
 static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
+static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
 __device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks, int& tile,
                                             int& m_blk, int& n_blk, int& kb_begin, int& kb_end) {
@@ -61,6 +66,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [BM, 128]
                    const __grid_constant__ CUtensorMap map_b,    // [N, K] e4m3, box [BN, 128]
                    const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
+                   const __grid_constant__ CUtensorMap map_d,    // [M, N] bf16, box [BM, 64]
                    const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
                    __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k,
                    float* __restrict__ workspace, int* __restrict__ counters) {
@@ -81,6 +87,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
         tma_prefetch(&map_a);
         tma_prefetch(&map_b);
         tma_prefetch(&map_sfa);
+        if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
             mbar_init(bar_empty + s * 8, NUM_MATH_WG * 4);  // one arrival per math warp
@@ -225,6 +232,37 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
             }
         }
 
+        const int m0 = m_blk * BLOCK_M;
+        if constexpr (TMA_STORE) {
+            // the previous tile's TMA store must have read the staging buffer before reuse
+            if (threadIdx.x == 0) tma_store_wait_read();
+            named_barrier(1, MATH_THREADS);
+            #pragma unroll
+            for (int s = 0; s < M_SUB; ++s) {
+                const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
+                #pragma unroll
+                for (int j = 0; j < BLOCK_N / 8; ++j) {
+                    const int chunk = j / 8, unit = j % 8;  // 64 columns = 8 units of 16 bytes
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int row = r0 + 8 * h;
+                        const uint32_t offset = OFF_D + chunk * (BLOCK_M * 128) + row * 128 +
+                                                ((unit ^ (row % 8)) * 16) + (lane % 4) * 4;
+                        *reinterpret_cast<__nv_bfloat162*>(smem + offset) =
+                            __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
+                    }
+                }
+            }
+            fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
+            named_barrier(1, MATH_THREADS);
+            if (threadIdx.x == 0) {
+                #pragma unroll
+                for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
+                    tma_store_2d(&map_d, base + OFF_D + chunk * (BLOCK_M * 128), n0 + chunk * 64, m0);
+                tma_store_commit();
+            }
+            continue;  // out-of-bounds rows and columns are clipped by the TMA unit
+        }
         // epilogue: stage the BF16 tile in shared memory, then write whole rows with
         // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
         // touch each 32-byte sector twice)
@@ -244,7 +282,6 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
         }
         named_barrier(1, MATH_THREADS);
         constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
-        const int m0 = m_blk * BLOCK_M;
         for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += MATH_THREADS) {
             const int row = idx / CHUNKS, chunk = idx % CHUNKS;
             const int grow = m0 + row, gcol = n0 + chunk * 8;
@@ -257,6 +294,9 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 for (int c = 0; c < n - gcol; ++c) dst[c] = reinterpret_cast<const __nv_bfloat16*>(src)[c];
             }
         }
+    }
+    if constexpr (TMA_STORE) {
+        if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store
     }
 }
 
