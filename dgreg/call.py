@@ -136,13 +136,29 @@ def _k_major(name: str, x: torch.Tensor) -> bool:
     """Major-ness of the logical [rows, K] view ``x`` (last two dims): True if K-major."""
     rows, cols = x.shape[-2], x.shape[-1]
     rs, cs = x.stride(-2), x.stride(-1)
-    if cs == 1 or cols <= 1:
+    # A unit stride only says something over a dimension longer than 1: with K = 1, an
+    # operand passed transposed has logical strides (1, M) and is MN-major; calling it K-major
+    # would hand a K-major kernel M as its row stride.
+    if cols > 1 and cs == 1:
         return True
-    if rs == 1 or rows <= 1:
+    if rows > 1 and rs == 1:
+        return False
+    if cols <= 1:
+        return True
+    if rows <= 1:
         return False
     raise InvalidArgumentError(
         name, "K-major or MN-major (one of its last two strides must be 1)",
         f"strides {list(x.stride())} for shape {list(x.shape)}")
+
+
+def _require_k_major(name: str, x: torch.Tensor, what: str) -> None:
+    if _k_major(name, x):
+        return
+    expected = f"K-major (stride 1 along K) for {what}"
+    if x.shape[-1] == 1:  # a contiguous [rows, 1] is MN-major: its rows are 1 element apart
+        expected += "; with K = 1, rows padded to a multiple of 16 bytes"
+    raise InvalidArgumentError(name, expected, f"strides {list(x.stride())}")
 
 
 def _row_major(name: str, x: torch.Tensor) -> None:
@@ -350,9 +366,7 @@ def m_contiguous_call(a: Any, b: Any, d: Any = None, *, grouped_layout: Any, a_s
                                         f"{'last' if lay.b_k_major else 'middle'} dim", _describe(b))
     if groups < 1:
         raise InvalidArgumentError("b", "at least one group (G >= 1)", _describe(b))
-    if not _k_major("a", a):
-        raise InvalidArgumentError("a", "K-major (stride 1 along K) for M-grouped GEMMs",
-                                   f"strides {list(a.stride())}")
+    _require_k_major("a", a, "M-grouped GEMMs")
     storage = Layout.from_majors(True, _k_major("b", b_log))
     if not isinstance(use_psum_layout, bool):
         raise InvalidArgumentError("use_psum_layout", "a bool", _describe(use_psum_layout))
@@ -389,12 +403,8 @@ def m_masked_call(a: Any, b: Any, d: Any = None, *, masked_m: Any, expected_m: A
     if b.shape[0] != groups or b.shape[2] != k:
         raise InvalidArgumentError("b", f"of shape [{groups}, N, {k}] (G and K from 'a')", _describe(b))
     n = b.shape[1]
-    if not _k_major("a", a):
-        raise InvalidArgumentError("a", "K-major (stride 1 along K) for M-grouped GEMMs",
-                                   f"strides {list(a.stride())}")
-    if not _k_major("b", b):
-        raise InvalidArgumentError("b", "K-major (stride 1 along K) for masked GEMMs",
-                                   f"strides {list(b.stride())}")
+    _require_k_major("a", a, "M-grouped GEMMs")
+    _require_k_major("b", b, "masked GEMMs")
     mm = _tensor("masked_m", masked_m, " of int32 valid-row counts [G]")
     _dtype("masked_m", mm, (torch.int32,))
     _shape("masked_m", mm, (groups,), "(valid rows per group)")

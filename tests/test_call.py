@@ -602,6 +602,86 @@ def test_masked_zero_groups(kind: str) -> None:
         assert out.shape == (0, M, N)
 
 
+# -- storage layout: spec.layout says which operands are K-major --------------------------------
+
+def _passed(rows: int, k: int, dtype: torch.dtype, k_major: bool) -> torch.Tensor:
+    """Logical ``[rows, k]`` as a caller passes it: ``[rows, k]`` or transposed ``[k, rows]``,
+    rows padded to 16 bytes (the stride rule), as DeepGEMM's callers allocate."""
+    outer, inner = (rows, k) if k_major else (k, rows)
+    step = 16 // torch.empty((), dtype=dtype).element_size()
+    return torch.zeros(outer, -(-inner // step) * step, dtype=dtype)[:, :inner]
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP8], ids=["bf16", "fp8"])
+@pytest.mark.parametrize("layout", ["NT", "NN", "TN", "TT"])
+def test_dense_call_labels_k1_operands_as_passed(layout: str, dtype: torch.dtype) -> None:
+    """With K = 1 the K stride says nothing: an A passed as [1, M] (TN, TT) is MN-major, and
+    a K-major kernel given it would read M as its row stride."""
+    from dgreg.call import dense_call
+    from dgreg.spec import Layout
+
+    lay = Layout(layout)
+    m, n = 64, 48
+    a = _passed(m, 1, dtype, lay.a_k_major)
+    b = _passed(n, 1, dtype, lay.b_k_major)
+    scales: dict[str, Any] = {}
+    if dtype == FP8:
+        a_sf, b_sf = torch.ones(m, 1), torch.ones(n, 1)  # 1d1d: one scale per row and 128 K
+        scales = {"a_scale": a_sf if lay.a_k_major else a_sf.t(),
+                  "b_scale": b_sf if lay.b_k_major else b_sf.t(), "recipe": "1d1d"}
+    call = dense_call(a, b, layout=layout, **scales)
+    assert call.spec.layout == lay
+    assert (call.problem.m, call.problem.n, call.problem.k) == (m, n, 1)
+    assert (call.a.stride(-2) == 1) == (not lay.a_k_major)
+    assert (call.b.stride(-2) == 1) == (not lay.b_k_major)
+
+
+def _strides_fit_label(x: torch.Tensor, k_major: bool) -> bool:
+    """What a TMA kernel assumes of a logical [rows, K] operand it was told the major-ness of:
+    unit stride along that axis, and a 16-byte multiple for the other (where it is longer than 1)."""
+    rows, k = x.shape
+    unit, other, other_extent = (-1, -2, rows) if k_major else (-2, -1, k)
+    unit_extent = k if k_major else rows
+    unit_ok = unit_extent <= 1 or x.stride(unit) == 1
+    other_ok = other_extent <= 1 or (x.stride(other) * x.element_size()) % 16 == 0
+    return unit_ok and other_ok
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 40),
+       st.sampled_from(["NT", "NN", "TN", "TT"]), st.sampled_from(["padded", "contiguous"]))
+def test_fuzz_dense_major_labels_fit_the_strides(m: int, n: int, k: int, layout: str,
+                                                 storage: str) -> None:
+    """Whatever dense_call accepts, each operand's label in spec.layout matches its strides."""
+    from dgreg.call import dense_call
+
+    lay = layout.upper()
+    a = _passed(m, k, BF16, lay[0] == "N")
+    b = _passed(n, k, BF16, lay[1] == "T")
+    if storage == "contiguous":
+        a, b = a.contiguous(), b.contiguous()
+    try:
+        call = dense_call(a, b, layout=layout)
+    except InvalidArgumentError as exc:
+        assert storage == "contiguous" and exc.argument in ("a", "b"), exc
+        return
+    assert _strides_fit_label(call.a, call.spec.layout.a_k_major), (call.spec.layout, call.a.stride())
+    assert _strides_fit_label(call.b, call.spec.layout.b_k_major), (call.spec.layout, call.b.stride())
+    if storage == "padded" and min(m, n) > 1:  # unambiguous operands keep the caller's layout
+        assert call.spec.layout.value == lay
+
+
+def test_m_grouped_refuses_an_unpadded_k1_a_with_a_hint() -> None:
+    """A contiguous [M, 1] has rows one element apart: MN-major, so not an M-grouped A."""
+    kw = {"a": torch.zeros(256, 1, dtype=BF16), "b": torch.zeros(G, N, 8, dtype=BF16)[..., :1],
+          "grouped_layout": _i32([0] * 128 + [1] * 128)}
+    with pytest.raises(InvalidArgumentError, match="with K = 1, rows padded") as exc:
+        dgreg.m_grouped_gemm_contiguous(**kw)
+    assert exc.value.argument == "a"
+    kw["a"] = _passed(256, 1, BF16, True)
+    assert dgreg.m_grouped_gemm_contiguous(**kw).shape == (256, N)
+
+
 # -- hypothesis: malformed calls ---------------------------------------------------------------
 
 def _kb(k: int) -> int:

@@ -1,0 +1,71 @@
+"""Every config the sm90 heuristics pick for the conformance suite's shapes compiles with the
+real nvcc for sm_90a, uses FP8 tensor-core instructions (QGMMA) and spills nothing."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+
+import dgreg  # noqa: E402
+from dgreg import config  # noqa: E402
+from dgreg.conformance import load_case_file, load_ops  # noqa: E402
+from dgreg.conformance.cases import expand  # noqa: E402
+from dgreg.device import preset  # noqa: E402
+from dgreg.jit import KernelCache, build  # noqa: E402
+from dgreg.registry import get_registry  # noqa: E402
+from dgreg.sass import disassemble, find_tool, summarize  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1] / "specs"
+
+pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+
+
+def _sm90_plans():
+    ops = load_ops(ROOT / "ops")
+    plans = {}
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        device = preset("h100")
+        for path in sorted((ROOT / "conformance").glob("*.toml")):
+            for case in load_case_file(path, ops):
+                if case.expect_error is not None:
+                    continue
+                for inst in expand(case):
+                    if inst.spec is None or inst.problem is None or inst.problem.is_empty:
+                        continue
+                    res = dgreg.resolve(inst.spec, device, inst.problem, plugin="sm90")
+                    if res.chosen is not None and res.chosen.plugin == "sm90":
+                        plans.setdefault(res.kernel_key, (res, inst.id))
+    return plans
+
+
+def test_every_picked_config_compiles_with_qgmma_and_no_spills(tmp_path):
+    try:
+        find_tool("cuobjdump")
+    except dgreg.DgregError as exc:
+        pytest.skip(str(exc))
+    plans = _sm90_plans()
+    assert len(plans) >= 10, "the suite's FP8 NT shapes should need many configs"
+    cache = KernelCache(tmp_path)
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        registry = get_registry()
+
+        def compile_one(item):
+            res, case_id = item
+            built = build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
+            return case_id, res.choice.config, built
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(compile_one, plans.values()))
+    for case_id, cfg, built in results:
+        summary = summarize(disassemble(built.cubin))
+        assert summary.count("QGMMA") >= 4, f"{case_id} {cfg!r}: no FP8 wgmma in the SASS"
+        assert summary.local_memory == 0, f"{case_id} {cfg!r}: local memory (spills)"
+        assert not built.ptxas.spills, f"{case_id} {cfg!r}: ptxas reports spills"
+        log = (built.entry.path / "compile.log").read_text()
+        for warning in ("C7508", "C7510", "C7511", "C7517"):  # setmaxnreg ignored, wgmma serialised
+            assert warning not in log, f"{case_id} {cfg!r}: ptxas warning {warning}"
