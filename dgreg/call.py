@@ -134,6 +134,8 @@ def _aligned(name: str, x: torch.Tensor) -> None:
 
 def _k_major(name: str, x: torch.Tensor) -> bool:
     """Major-ness of the logical [rows, K] view ``x`` (last two dims): True if K-major."""
+    if x.numel() == 0:  # nothing to read, so no major-ness: K-major by convention
+        return True
     rows, cols = x.shape[-2], x.shape[-1]
     rs, cs = x.stride(-2), x.stride(-1)
     # A unit stride only says something over a dimension longer than 1: with K = 1, an

@@ -682,6 +682,18 @@ def test_m_grouped_refuses_an_unpadded_k1_a_with_a_hint() -> None:
     assert dgreg.m_grouped_gemm_contiguous(**kw).shape == (256, N)
 
 
+
+def test_m_grouped_take_contiguous_k0_operands() -> None:
+    """An empty operand has no major-ness: its strides (torch gives [M, 0] strides (1, 1)) must
+    not make it MN-major."""
+    ids = _i32([0] * 128 + [1] * 128)
+    a, b = torch.zeros(256, 0, dtype=BF16), torch.zeros(G, N, 0, dtype=BF16)
+    out = dgreg.m_grouped_gemm_contiguous(a, b, grouped_layout=ids)
+    assert out.shape == (256, N) and not out.any()
+    a, b = torch.zeros(G, M, 0, dtype=BF16), torch.zeros(G, N, 0, dtype=BF16)
+    out = dgreg.m_grouped_gemm_masked(a, b, masked_m=_i32([3, M]), expected_m=16)
+    assert out.shape == (G, M, N) and not out.any()
+
 # -- hypothesis: malformed calls ---------------------------------------------------------------
 
 def _kb(k: int) -> int:

@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
 
-from dgreg_sm90 import codegen, heuristics  # noqa: E402
-from dgreg_sm90.config import Sm90Fp8Config  # noqa: E402
+from dgreg_sm90 import codegen, heuristics
+from dgreg_sm90.config import Sm90Fp8Config
 
-from dgreg import config  # noqa: E402
+from dgreg import config
 
 H100_SMS = 132
 

@@ -11,14 +11,14 @@ import pytest
 
 pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
 
-import dgreg  # noqa: E402
-from dgreg import config  # noqa: E402
-from dgreg.conformance import load_case_file, load_ops  # noqa: E402
-from dgreg.conformance.cases import expand  # noqa: E402
-from dgreg.device import preset  # noqa: E402
-from dgreg.jit import KernelCache, build  # noqa: E402
-from dgreg.registry import get_registry  # noqa: E402
-from dgreg.sass import disassemble, find_tool, summarize  # noqa: E402
+import dgreg
+from dgreg import config
+from dgreg.conformance import load_case_file, load_ops
+from dgreg.conformance.cases import expand
+from dgreg.device import preset
+from dgreg.jit import KernelCache, build
+from dgreg.registry import get_registry
+from dgreg.sass import disassemble, find_tool, summarize
 
 ROOT = Path(__file__).resolve().parents[1] / "specs"
 

@@ -15,7 +15,7 @@ import pytest
 
 from dgreg.conformance import cases, specfile
 from dgreg.errors import SpecFileError
-from dgreg.spec import OPS
+from dgreg.spec import OPS, Recipe
 
 REPO_SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -29,7 +29,7 @@ def test_every_op_in_dgreg_spec_has_an_op_file(ops: dict[str, specfile.OpSpec]) 
     assert set(ops) == set(OPS)
     assert ops["fp8_gemm"].tolerance.max_calc_diff == 1e-3
     assert ops["bf16_gemm"].tolerance.max_calc_diff == 1e-5
-    assert ops["k_grouped_fp8_gemm_contiguous"].alignment.group_k_step(specfile.Recipe.UE8M0) == 512
+    assert ops["k_grouped_fp8_gemm_contiguous"].alignment.group_k_step(Recipe.UE8M0) == 512
 
 
 def test_every_repo_conformance_file_loads(ops: dict[str, specfile.OpSpec]) -> None:

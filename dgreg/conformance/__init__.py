@@ -1,11 +1,12 @@
 """The conformance suite: spec files, their cases, and the machinery that runs them.
 
 - ``specs/ops/*.toml`` declare each operation family (dtypes, layouts, recipes, alignment
-  rules, tolerance); :mod:`.specfile` loads them strictly and checks them against
-  :mod:`dgreg.spec`.
-- ``specs/conformance/*.toml`` declare cases; :mod:`.cases` expands them into instances with
-  stable ids, builds inputs as DeepGEMM's tests do, runs them through the public API pinned
-  to one plugin and checks the result against the float64 torch reference.
+  rules, tolerance); :mod:`.opfile` loads them strictly (through :mod:`.strict_toml`) and
+  checks them against :mod:`dgreg.spec`. :mod:`.specfile` is the loaders' public surface.
+- ``specs/conformance/*.toml`` declare cases, loaded by :mod:`.casefile`; :mod:`.cases`
+  expands them into instances with stable ids, builds inputs as DeepGEMM's tests do, runs
+  them through the public API pinned to one plugin and checks the result against the
+  float64 torch reference.
 - :mod:`.pytest_plugin` collects the TOML files and expands each case over every plugin that
   claims it; :mod:`.runner` (``dgreg conformance``) runs that and prints coverage.
 

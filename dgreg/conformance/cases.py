@@ -1,6 +1,6 @@
 """Conformance cases as concrete instances: expand, claim, build inputs, run, check.
 
-A :class:`~dgreg.conformance.specfile.Case` expands into one :class:`Instance` per combination
+A :class:`~dgreg.conformance.casefile.Case` expands into one :class:`Instance` per combination
 of its variant axes (layout, recipe, D dtype, accumulation, API, scale layout, prefix-sum
 form) and shapes, each with a stable id such as ``fp8_gemm/nt/m128n4096k7168``.
 
@@ -27,7 +27,8 @@ import torch
 import dgreg
 from dgreg import call as _call
 from dgreg import errors, reference
-from dgreg.conformance.specfile import MUTATIONS, Accumulate, Case, Shape, Tolerance
+from dgreg.conformance.casefile import MUTATIONS, Accumulate, Case, Shape
+from dgreg.conformance.opfile import Tolerance
 from dgreg.device import Device
 from dgreg.errors import UnsupportedSpecError
 from dgreg.layout import (
