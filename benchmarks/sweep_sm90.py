@@ -22,10 +22,9 @@ from dgreg.bench import _check, kernel_time_us
 
 SHAPES = [(64, 2112, 7168), (128, 4096, 7168), (128, 7168, 2048), (4096, 4096, 7168),
           (4096, 7168, 16384), (4096, 2112, 7168)]
-CONFIGS = ["", "block_m=64,block_n=72,split_k=4", "block_m=64,block_n=72,split_k=4,pipelined=1",
-           "block_m=128,block_n=96,split_k=3,pipelined=1", "block_m=64,block_n=128,pipelined=1",
-           "block_m=128,block_n=128", "block_m=128,block_n=128,pipelined=1",
-           "block_m=128,block_n=112,pipelined=1", "block_m=256,block_n=128"]
+CONFIGS = ["", "block_m=64,block_n=72,split_k=4", "block_m=64,block_n=128,split_k=2",
+           "block_m=128,block_n=96,split_k=3", "block_m=64,block_n=128", "block_m=128,block_n=128",
+           "block_m=128,block_n=192", "block_m=256,block_n=112", "block_m=256,block_n=128"]
 
 
 def main() -> int:
