@@ -181,6 +181,7 @@ def clear_caches() -> None:
     """
     _spec_cache.clear()
     _plan_cache.clear()
+    _kernels.clear()  # settings such as DGREG_SASS_PASSES change the binary behind a key
     for listener in cache_listeners:
         listener()
 

@@ -133,12 +133,19 @@ class Binary:
 
 @attrs.frozen
 class SassPass:
-    """A SASS post-processing pass a plugin contributes for a binary."""
+    """A SASS post-processing pass a plugin contributes.
+
+    ``apply(cubin) -> dgreg.sass.PassResult`` (the new bytes and what it changed, which the
+    framework verifies); ``applies(arch, compiler)`` limits it (``"sm_90a"``,
+    ``"nvcc 13.0.88"``); ``default`` says whether it runs unless ``DGREG_SASS_PASSES`` says
+    otherwise. The name and version are part of the kernel-cache key.
+    """
 
     name: str
     version: int
-    apply: Callable[[bytes], bytes] = attrs.field(validator=attrs.validators.is_callable())
-    enabled_by: str = ""  # the DGREG_SASS_PASSES token that turns it on/off
+    apply: Callable[[bytes], Any] = attrs.field(validator=attrs.validators.is_callable())
+    applies: Callable[[str, str], bool] | None = attrs.field(default=None, validator=_optional_callable)
+    default: bool = False
 
 
 @attrs.frozen

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 import dgreg
 from dgreg import layout as L
+from dgreg.call import dense_call
 from dgreg.errors import DgregError, InvalidArgumentError, NoKernelError, UnsupportedSpecError
+from dgreg.spec import Layout
 
 FP8 = torch.float8_e4m3fn
 BF16 = torch.bfloat16
@@ -602,7 +604,7 @@ def test_masked_zero_groups(kind: str) -> None:
         assert out.shape == (0, M, N)
 
 
-# -- storage layout: spec.layout says which operands are K-major --------------------------------
+# -- storage layout: spec.layout says which operands are K-major ------------------------------
 
 def _passed(rows: int, k: int, dtype: torch.dtype, k_major: bool) -> torch.Tensor:
     """Logical ``[rows, k]`` as a caller passes it: ``[rows, k]`` or transposed ``[k, rows]``,
@@ -617,9 +619,6 @@ def _passed(rows: int, k: int, dtype: torch.dtype, k_major: bool) -> torch.Tenso
 def test_dense_call_labels_k1_operands_as_passed(layout: str, dtype: torch.dtype) -> None:
     """With K = 1 the K stride says nothing: an A passed as [1, M] (TN, TT) is MN-major, and
     a K-major kernel given it would read M as its row stride."""
-    from dgreg.call import dense_call
-    from dgreg.spec import Layout
-
     lay = Layout(layout)
     m, n = 64, 48
     a = _passed(m, 1, dtype, lay.a_k_major)
@@ -637,8 +636,9 @@ def test_dense_call_labels_k1_operands_as_passed(layout: str, dtype: torch.dtype
 
 
 def _strides_fit_label(x: torch.Tensor, k_major: bool) -> bool:
-    """What a TMA kernel assumes of a logical [rows, K] operand it was told the major-ness of:
-    unit stride along that axis, and a 16-byte multiple for the other (where it is longer than 1)."""
+    """What a TMA kernel assumes of a logical [rows, K] operand it was told the major-ness
+    of: unit stride along that axis, and a 16-byte multiple for the other (where it is longer
+    than 1)."""
     rows, k = x.shape
     unit, other, other_extent = (-1, -2, rows) if k_major else (-2, -1, k)
     unit_extent = k if k_major else rows
@@ -653,8 +653,6 @@ def _strides_fit_label(x: torch.Tensor, k_major: bool) -> bool:
 def test_fuzz_dense_major_labels_fit_the_strides(m: int, n: int, k: int, layout: str,
                                                  storage: str) -> None:
     """Whatever dense_call accepts, each operand's label in spec.layout matches its strides."""
-    from dgreg.call import dense_call
-
     lay = layout.upper()
     a = _passed(m, k, BF16, lay[0] == "N")
     b = _passed(n, k, BF16, lay[1] == "T")
@@ -665,8 +663,9 @@ def test_fuzz_dense_major_labels_fit_the_strides(m: int, n: int, k: int, layout:
     except InvalidArgumentError as exc:
         assert storage == "contiguous" and exc.argument in ("a", "b"), exc
         return
-    assert _strides_fit_label(call.a, call.spec.layout.a_k_major), (call.spec.layout, call.a.stride())
-    assert _strides_fit_label(call.b, call.spec.layout.b_k_major), (call.spec.layout, call.b.stride())
+    labels = call.spec.layout
+    assert _strides_fit_label(call.a, labels.a_k_major), (labels, call.a.stride())
+    assert _strides_fit_label(call.b, labels.b_k_major), (labels, call.b.stride())
     if storage == "padded" and min(m, n) > 1:  # unambiguous operands keep the caller's layout
         assert call.spec.layout.value == lay
 
@@ -682,7 +681,6 @@ def test_m_grouped_refuses_an_unpadded_k1_a_with_a_hint() -> None:
     assert dgreg.m_grouped_gemm_contiguous(**kw).shape == (256, N)
 
 
-
 def test_m_grouped_take_contiguous_k0_operands() -> None:
     """An empty operand has no major-ness: its strides (torch gives [M, 0] strides (1, 1)) must
     not make it MN-major."""
@@ -693,6 +691,7 @@ def test_m_grouped_take_contiguous_k0_operands() -> None:
     a, b = torch.zeros(G, M, 0, dtype=BF16), torch.zeros(G, N, 0, dtype=BF16)
     out = dgreg.m_grouped_gemm_masked(a, b, masked_m=_i32([3, M]), expected_m=16)
     assert out.shape == (G, M, N) and not out.any()
+
 
 # -- hypothesis: malformed calls ---------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dgreg import CaptureError, CompileError, KernelSource, SassPass, config
 from dgreg.errors import CacheError
 from dgreg.jit import KernelCache, PtxasReport, build, build_source, compiler_id, gencode_flag
 from dgreg.jit import builder as build_module
+from dgreg.sass.passes import PassResult
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None and not os.environ.get("CUDA_HOME"),
                                 reason="needs nvcc (the CUDA toolkit) on PATH or in CUDA_HOME")
@@ -74,8 +75,8 @@ def test_cache_miss_then_hit(cache):
 
 def test_key_covers_every_input(cache):
     base = build_source(toy_source(), cache=cache).key
-    flip = SassPass("noop", 1, lambda cubin: cubin)
-    flip2 = SassPass("noop", 2, lambda cubin: cubin)
+    flip = SassPass("noop", 1, PassResult)
+    flip2 = SassPass("noop", 2, PassResult)
     keys = {
         "source": build_source(toy_source(tile=8), cache=cache).key,
         "arch": build_source(toy_source("sm_100a"), cache=cache).key,

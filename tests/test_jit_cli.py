@@ -7,6 +7,7 @@ from toy_jit_plugin import ToyJitPlugin
 
 from dgreg import config
 from dgreg.cli import main
+from dgreg.jit import KernelCache
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 
@@ -54,3 +55,18 @@ def test_malformed_warmup_files_name_file_and_key(tmp_path, capsys, text, proble
     assert main(["warmup", "--spec-file", str(spec_file), "--arch", "h100"]) == 1
     err = capsys.readouterr().err
     assert str(spec_file) in err and problem in err
+
+
+def test_parallel_warmup_compiles_sm90_kernels_in_worker_processes(cache_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+    monkeypatch.setenv("DGREG_PLUGINS", "sm90")  # for the spawned workers
+    monkeypatch.setenv("DGREG_CACHE_DIR", str(cache_dir))
+    spec_file = tmp_path / "shapes.toml"
+    spec_file.write_text('[[kernel]]\nop = "fp8_gemm"\nm = [64, 4096]\nn = 2112\nk = 7168\n')
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        assert main(["warmup", "--spec-file", str(spec_file), "--arch", "h100", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("compiled ") == 2 and "sm90.fp8_gemm_1d2d" in out
+    assert "2 kernel(s) ready" in out and "2 process(es)" in out
+    assert len(KernelCache(cache_dir).entries()) == 2

@@ -65,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "arch tag (default: the current device, or DGREG_ARCH)")
     parser.add_argument("--plugin", help="pin resolution to this plugin")
     parser.add_argument("--json", action="store_true", help="print Resolution.as_dict() as JSON")
+    parser.add_argument("--sass", action="store_true",
+                        help="compile the chosen kernel (needs nvcc, not a GPU) and summarise its "
+                             "SASS: tensor-core instructions, local memory, registers, passes")
     parser.set_defaults(func=run)
 
 
@@ -130,8 +133,31 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedSpecError(str(exc)) from None
     result = explain(spec, build_problem(spec, args), device=_device(args.device),
                      plugin=args.plugin, file=None)
+    sass = sass_summary(result) if args.sass else None
     if args.json:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), **({"sass": sass} if sass is not None else {})})
     else:
         print(result)
+        if sass is not None:
+            print("  sass: " + ", ".join(f"{k} {v}" for k, v in sass.items()))
     return 0
+
+
+def sass_summary(result: object) -> dict[str, object]:
+    """Build the chosen JIT kernel (cached) and count what matters in its SASS."""
+    from dgreg.jit import build
+    from dgreg.registry import get_registry
+    from dgreg.sass import disassemble, summarize
+
+    chosen = result.chosen
+    if chosen is None or not chosen.is_jit or result.choice is None:
+        return {"note": "the chosen kernel is not compiled by dgreg (nothing to disassemble)"}
+    built = build(get_registry(), chosen, result.spec, result.choice.config, result.device)
+    summary = summarize(disassemble(built.cubin))
+    ptxas = built.ptxas
+    return {"QGMMA": summary.count("QGMMA"), "HGMMA": summary.count("HGMMA"),
+            "UTCQMMA": summary.count("UTCQMMA"), "UTCHMMA": summary.count("UTCHMMA"),
+            "FFMA": summary.count("FFMA"), "local_memory_instructions": summary.local_memory,
+            "registers": ptxas.registers, "spill_bytes": ptxas.spill_stores + ptxas.spill_loads,
+            "sass_passes": [p["pass"] for p in built.entry.meta.get("sass_passes", [])],
+            "cache_entry": str(built.entry.path)}

@@ -112,10 +112,9 @@ def build_source(source: KernelSource, *, passes: tuple[SassPass, ...] = (),
         if config.get("DGREG_DUMP_SASS"):
             (workdir / "kernel.cubin.raw").write_bytes(cubin)
             _dump_sass(workdir)
-        applied = []
-        for sass_pass in passes:
-            cubin = sass_pass.apply(cubin)
-            applied.append(f"{sass_pass.name}@{sass_pass.version}")
+        from dgreg.sass.passes import run_passes
+
+        cubin, applied = run_passes(cubin, passes)
         meta = {"name": name, "entry": source.entry, "arch": source.arch,
                 "compiler": binary.compiler, "sass_passes": applied,
                 "ptxas": attrs.asdict(PtxasReport.parse(binary.ptxas_report)),
@@ -135,7 +134,9 @@ def build(registry: Any, candidate: Candidate, spec: Any, cfg: Any, device: Devi
             f"plugin {candidate.plugin!r}: dgreg_generate_source returned "
             f"{type(source).__name__} for {candidate.kernel_id} (a dgreg.KernelSource is needed)",
             plugin=candidate.plugin, hook="dgreg_generate_source")
-    passes = tuple(registry.sass_passes(source, device))
+    from dgreg.sass.passes import select
+
+    passes = tuple(select(registry.sass_passes(source, device), source.arch, compiler_id()))
 
     def compile_via_hook(src: KernelSource) -> Any:
         binary = registry.compile(src, device)

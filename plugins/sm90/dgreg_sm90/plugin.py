@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dgreg import API_VERSION, Candidate, hookimpl
-from dgreg_sm90 import codegen, heuristics, launch
+from dgreg_sm90 import codegen, heuristics, launch, sass
 
 ARCH = "sm90a"
 FP8_1D2D = "sm90.fp8_gemm_1d2d"
@@ -65,3 +65,10 @@ def dgreg_launch_args(candidate, config, call):
         return None
     p = call.problem
     return launch.fp8_launch(config, p.m, p.n, p.k)
+
+
+@hookimpl
+def dgreg_sass_passes(source, device):
+    if source.entry != codegen.ENTRY:
+        return []
+    return [sass.FFMA_INTERLEAVE]
