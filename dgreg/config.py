@@ -88,6 +88,10 @@ KNOBS: dict[str, Knob] = _knobs(
          "the report is always kept in the cache entry."),
     Knob("DGREG_DUMP_SASS", "bool", False,
          "Also write the disassembly (kernel.sass, via cuobjdump) into each new cache entry."),
+    Knob("DGREG_SASS_PASSES", "list", None,
+         "SASS passes to switch on or off: 'name' enables, '-name' disables, 'none' disables "
+         "all (unset: each pass's default). Part of the kernel-cache key."),
+    Knob("DGREG_SASS_DEBUG", "bool", False, "Print each SASS pass's statistics to stderr."),
 )
 
 _overrides: list[dict[str, Any]] = []

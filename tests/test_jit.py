@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from toy_jit_plugin import SOURCE, ToyJitPlugin
 
+import dgreg
 from dgreg import CaptureError, CompileError, KernelSource, SassPass, config
 from dgreg.errors import CacheError
 from dgreg.jit import KernelCache, PtxasReport, build, build_source, compiler_id, gencode_flag
@@ -36,15 +37,6 @@ def cache(tmp_path) -> KernelCache:
     return KernelCache(tmp_path / "cache")
 
 
-def cuobjdump_functions(cubin: bytes, tmp_path: Path) -> str:
-    tool = shutil.which("cuobjdump")
-    if tool is None:
-        pytest.skip("cuobjdump not on PATH")
-    path = tmp_path / "k.cubin"
-    path.write_bytes(cubin)
-    return subprocess.run([tool, "-sass", str(path)], capture_output=True, text=True).stdout
-
-
 @pytest.mark.parametrize("arch", ["sm_90a", "sm_100a"])
 def test_compiles_a_real_kernel_for_each_arch(arch, cache, tmp_path):
     built = build_source(toy_source(arch), cache=cache)
@@ -53,9 +45,14 @@ def test_compiles_a_real_kernel_for_each_arch(arch, cache, tmp_path):
     assert built.ptxas.registers > 0 and not built.ptxas.spills
     assert (built.entry.path / "compile.log").read_text()
     assert (built.entry.path / "kernel.cu").read_text().startswith("#define TILE 16")
-    if shutil.which("cuobjdump"):
-        sass = cuobjdump_functions(built.cubin, tmp_path)
-        assert f"arch = {arch}" in sass and "toy_bf16_gemm_nt" in sass
+    from dgreg.sass import disassemble, find_tool
+
+    try:
+        find_tool("cuobjdump")
+    except dgreg.DgregError:
+        return
+    sass = disassemble(built.cubin)
+    assert f"code for {arch}" in sass and "toy_bf16_gemm_nt" in sass
 
 
 def test_gencode_flag_form():

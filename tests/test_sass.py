@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sass_kernels import ffma_run_source, no_ffma_source
 
 import dgreg
 from dgreg import SassPass, config
@@ -15,8 +16,6 @@ from dgreg.sass import control, disassemble, find_tool
 from dgreg.sass.cubin import Cubin
 from dgreg.sass.inspect import listing
 from dgreg.sass.passes import PassResult, SassPassError, run_passes, select, verify
-
-from sass_kernels import ffma_run_source, no_ffma_source
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 SHAPES = [
     (1, 2112, 7168), (7, 256, 512), (64, 2112, 7168), (128, 24576, 1536), (129, 4096, 7168),
     (4096, 7168, 2048), (300, 576, 7296), (64, 120, 128), (2048, 7168, 16384), (256, 7168, 7168),
-    (17, 8, 1040), (1000, 1000, 1024),
+    (17, 8, 1040), (1000, 1000, 1024), (64, 7168, 16384), (1, 7168, 16384),
 ]
 
 
@@ -56,6 +56,25 @@ def test_fp8_gemm_matches_float64(m, n, k):
     assert diff < 1e-3, f"calc_diff {diff:.2e}"
     scale = ref.abs().max().item()
     assert (d.double() - ref).abs().max().item() <= 2 ** -7 * scale + 1e-2
+
+
+@pytest.mark.parametrize("block_n", [136, 152, 176, 192])
+def test_wide_tiles_straddling_three_scale_blocks(block_n, monkeypatch):
+    """With block_n > 128 a tile can cover parts of three 128-wide B scale blocks."""
+    from dgreg import dispatch
+
+    m, n, k = 96, 1400, 640
+    monkeypatch.setenv("DGREG_SM90_CONFIG", f"block_m=64,block_n={block_n}")
+    dispatch.clear_caches()
+    gen = torch.Generator(device="cuda").manual_seed(block_n)
+    a8, a_sf, b8, b_sf = _inputs(m, n, k, gen)
+    # very different scales per 128-column block make a wrong block choice visible
+    b_sf = b_sf * torch.logspace(-3, 3, b_sf.shape[0], device="cuda").unsqueeze(1)
+    ref = _reference(a8, a_sf, b8, b_sf)
+    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+    col_scale = ref.abs().amax(dim=0).clamp_min(1e-30)
+    assert ((d.double() - ref).abs() / col_scale).max().item() < 2 ** -6
 
 
 @pytest.mark.parametrize("forced", ["block_m=64,block_n=64,split_k=4",

@@ -29,14 +29,6 @@ from dgreg.sass.inspect import disassemble, listing
 
 __all__ = ["PassResult", "SassPassError", "run_passes", "select"]
 
-config.register(config.Knob(
-    "DGREG_SASS_PASSES", "list", None,
-    "SASS passes to switch on or off: 'name' enables, '-name' disables, 'none' disables all "
-    "(unset: each pass's default). Part of the kernel-cache key."))
-config.register(config.Knob(
-    "DGREG_SASS_DEBUG", "bool", False, "Print each SASS pass's statistics to stderr."))
-
-
 class SassPassError(DgregError):
     """A SASS pass changed something it did not declare."""
 

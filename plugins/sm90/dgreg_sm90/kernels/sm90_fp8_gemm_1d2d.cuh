@@ -131,11 +131,15 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
         int tile, m_blk, n_blk, kb_begin, kb_end;
         unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
         const int n0 = n_blk * BLOCK_N;
-        // A tile may straddle two 128-wide B scale blocks: its first `former` 8-column chunks
-        // use block n0 / 128, the rest the next one.
+        // A tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128: its
+        // first `first` 8-column chunks use block n0 / 128, chunks up to `second` the next one,
+        // the rest the one after.
+        const int last_block = (n + 127) / 128 - 1;
         const int nb0 = n0 / 128;
-        const int nb1 = min(nb0 + 1, (n + 127) / 128 - 1);
-        const int former = min(BLOCK_N, 128 - n0 % 128) / 8;
+        const int nb1 = min(nb0 + 1, last_block);
+        const int nb2 = min(nb0 + 2, last_block);
+        const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
+        const int second = min(BLOCK_N / 8, first + 16);
         #pragma unroll
         for (int s = 0; s < M_SUB; ++s)
             #pragma unroll
@@ -144,6 +148,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
         for (int kb = kb_begin; kb < kb_end; ++kb) {
             const float sb0 = __ldg(sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
             const float sb1 = __ldg(sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
+            const float sb2 = BLOCK_N > 128 ? __ldg(sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
             mbar_wait(bar_full + stage * 8, phase);
             const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * BLOCK_K;
             const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
@@ -177,7 +182,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
                 #pragma unroll
                 for (int j = 0; j < BLOCK_N / 8; ++j) {
-                    const float sb = j < former ? sb0 : sb1;
+                    const float sb = j < first ? sb0 : (j < second ? sb1 : sb2);
                     const float s0 = sa[s][0] * sb, s1 = sa[s][1] * sb;
                     total[s][4 * j + 0] = fmaf(part[4 * j + 0], s0, total[s][4 * j + 0]);
                     total[s][4 * j + 1] = fmaf(part[4 * j + 1], s0, total[s][4 * j + 1]);
