@@ -58,13 +58,13 @@ def test_fp8_gemm_matches_float64(m, n, k):
     assert (d.double() - ref).abs().max().item() <= 2 ** -7 * scale + 1e-2
 
 
-@pytest.mark.parametrize("block_n", [136, 152, 176, 192])
-def test_wide_tiles_straddling_three_scale_blocks(block_n, monkeypatch):
+@pytest.mark.parametrize(("block_m", "block_n"), [(64, 136), (64, 152), (64, 176), (128, 192)])
+def test_wide_tiles_straddling_three_scale_blocks(block_m, block_n, monkeypatch):
     """With block_n > 128 a tile can cover parts of three 128-wide B scale blocks."""
     from dgreg import dispatch
 
     m, n, k = 96, 1400, 640
-    monkeypatch.setenv("DGREG_SM90_CONFIG", f"block_m=64,block_n={block_n}")
+    monkeypatch.setenv("DGREG_SM90_CONFIG", f"block_m={block_m},block_n={block_n}")
     dispatch.clear_caches()
     gen = torch.Generator(device="cuda").manual_seed(block_n)
     a8, a_sf, b8, b_sf = _inputs(m, n, k, gen)
