@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from dgreg.cli.args import int_at_least
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,14 +33,7 @@ CALC_DIFF_LIMIT = {"fp8": 1e-3, "bf16": 1e-5}
 MAX_ABS_REL = 2.0**-7
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int (got {value})")
-    return value
+_positive = int_at_least(1)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from dgreg.cli.args import int_at_least
 from dgreg.cli.plugins_cmd import print_json
 
 if TYPE_CHECKING:
@@ -18,15 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "build_problem", "parse_ks", "run"]
 
 
-def _size(text: str) -> int:
-    """argparse type: a non-negative int (a bad value is a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int (got {text!r})") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative int (got {value})")
-    return value
+_size = int_at_least(0)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
