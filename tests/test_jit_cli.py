@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 from toy_jit_plugin import ToyJitPlugin
 
-from dgreg import config
+from dgreg import DgregError, config
 from dgreg.cli import main
 from dgreg.jit import KernelCache
 
@@ -70,3 +71,21 @@ def test_parallel_warmup_compiles_sm90_kernels_in_worker_processes(cache_dir, tm
     assert out.count("compiled ") == 2 and "sm90.fp8_gemm_1d2d" in out
     assert "2 kernel(s) ready" in out and "2 process(es)" in out
     assert len(KernelCache(cache_dir).entries()) == 2
+
+
+def test_explain_sass_summarises_the_chosen_kernel(cache_dir, capsys):
+    pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+    from dgreg.sass import find_tool
+
+    try:
+        find_tool("cuobjdump")
+    except DgregError as exc:
+        pytest.skip(str(exc))
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        assert main(["explain", "fp8_gemm", "--m", "256", "--n", "7168", "--k", "7168",
+                     "--device", "h100", "--sass", "--json"]) == 0
+    sass = json.loads(capsys.readouterr().out)["sass"]
+    assert sass["QGMMA"] >= 4 and sass["HGMMA"] == 0 and sass["local_memory_instructions"] == 0
+    assert sass["registers"] > 0 and sass["spill_bytes"] == 0
+    assert main(["explain", "bf16_gemm", "--m", "8", "--n", "8", "--k", "8", "--sass"]) == 0
+    assert "not compiled by dgreg" in capsys.readouterr().out
