@@ -20,11 +20,13 @@ import dgreg
 from dgreg import dispatch
 from dgreg.bench import _check, kernel_time_us
 
-SHAPES = [(64, 2112, 7168), (128, 4096, 7168), (128, 7168, 2048), (4096, 4096, 7168),
-          (4096, 7168, 16384), (4096, 2112, 7168)]
-CONFIGS = ["", "block_m=64,block_n=72,split_k=4", "block_m=64,block_n=128,split_k=2",
-           "block_m=128,block_n=96,split_k=3", "block_m=64,block_n=128", "block_m=128,block_n=128",
-           "block_m=128,block_n=192", "block_m=256,block_n=112", "block_m=256,block_n=128"]
+SHAPES = [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
+          (128, 4096, 7168), (128, 7168, 2048), (128, 32768, 512)]
+CONFIGS = ["", "block_m=64,block_n=136,split_k=8", "block_m=64,block_n=104,split_k=6",
+           "block_m=64,block_n=64,split_k=4", "block_m=64,block_n=128,split_k=4",
+           "block_m=64,block_n=176,split_k=3", "block_m=64,block_n=64,split_k=2",
+           "block_m=128,block_n=136,split_k=8", "block_m=128,block_n=64,split_k=8",
+           "block_m=64,block_n=56", "block_m=128,block_n=104,split_k=2"]
 
 
 def main() -> int:
