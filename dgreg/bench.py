@@ -87,13 +87,18 @@ def call_time_us(fn: Callable[[], Any]) -> float:
         return statistics.median(times)
 
 
-def measure_peaks() -> dict[str, float]:
+def measure_peaks(dtype: str = "fp8") -> dict[str, float]:
     n = 8192
-    a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
-    b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()
-    one = torch.ones((), device="cuda")
-    mm = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16,  # noqa: E731
-                                  use_fast_accum=True)
+    if dtype == "fp8":
+        a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+        b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()
+        one = torch.ones((), device="cuda")
+        mm = functools.partial(torch._scaled_mm, a, b, scale_a=one, scale_b=one,
+                               out_dtype=torch.bfloat16, use_fast_accum=True)
+    else:
+        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        mm = functools.partial(torch.mm, a, b)
     t_mm = call_time_us(mm)
     src = torch.empty(2**30, dtype=torch.int32, device="cuda")
     dst = torch.empty_like(src)
@@ -101,13 +106,13 @@ def measure_peaks() -> dict[str, float]:
     return {"peak_tflops": 2 * n**3 / t_mm / 1e6, "peak_gbps": 2 * src.numel() * 4 / t_copy / 1e3}
 
 
-def _check(d: torch.Tensor, ref: torch.Tensor, what: str) -> float:
-    """calc_diff < 1e-3 and every element within 2^-5 of max |ref| (calc_diff alone, being a
-    global measure, can miss a few wrong columns)."""
+def _check(d: torch.Tensor, ref: torch.Tensor, what: str, limit: float = 1e-3) -> float:
+    """calc_diff < ``limit`` and every element within 2^-5 of max |ref| (calc_diff alone,
+    being a global measure, can miss a few wrong columns)."""
     diff = dgreg.calc_diff(d, ref)
     worst = (d.double() - ref).abs().max().item() if d.numel() else 0.0
     bound = 2 ** -5 * ref.abs().max().item()
-    if not diff < 1e-3 or d.isnan().any() or worst > bound:
+    if not diff < limit or d.isnan().any() or worst > bound:
         raise AssertionError(f"{what}: calc_diff {diff:.3e}, max |d - ref| {worst:.3g} "
                              f"(bound {bound:.3g}) against the float64 reference")
     return diff
@@ -196,20 +201,23 @@ def plot(result: dict[str, Any], path: str) -> None:
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(12, 4.5))
     ax.bar([i - 0.27 for i in x], [r["tflops"] for r in rows], 0.27, label="dgreg")
-    ax.bar(list(x), [r["cublas_tflops"] for r in rows], 0.27, label="cuBLASLt (_scaled_mm)")
+    ax.bar(list(x), [r["cublas_tflops"] for r in rows], 0.27,
+           label="cuBLASLt (_scaled_mm)" if "deepgemm_h800_tflops" in rows[0] else "cuBLAS (torch.mm)")
     if rows[0].get("deepgemm_h800_tflops"):
         ax.bar([i + 0.27 for i in x], [r["deepgemm_h800_tflops"] for r in rows], 0.27,
                label="DeepGEMM (published, H800)")
     ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("TFLOPS (kernel time)")
-    ax.set_title(f"FP8 1d2d NT GEMM on {result['device']}")
+    kind = "FP8 1d2d" if "deepgemm_h800_tflops" in rows[0] else "BF16"
+    ax.set_title(f"{kind} NT GEMM on {result['device']}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main_dense(json_path: str | None = None, plot_path: str | None = None) -> dict[str, Any]:
-    result = run_dense()
+def main_dense(json_path: str | None = None, plot_path: str | None = None,
+               suite: str = "fp8") -> dict[str, Any]:
+    result = run_dense() if suite == "fp8" else run_bf16()
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1, default=str)
@@ -219,3 +227,54 @@ def main_dense(json_path: str | None = None, plot_path: str | None = None) -> di
         except ImportError:
             print("matplotlib is not installed: no plot")
     return result
+
+
+def run_bf16(shapes: list[tuple[int, int, int]] | None = None, *,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Benchmark dgreg.gemm (BF16 NT) against torch.mm (cuBLAS) on ``shapes``."""
+    shapes = shapes or DENSE_SHAPES
+    peaks = measure_peaks("bf16")
+    device = torch.cuda.get_device_name()
+    log(f"device {device}; measured peaks: BF16 {peaks['peak_tflops']:.0f} TFLOPS (cuBLAS "
+        f"8192^3), copy {peaks['peak_gbps']:.0f} GB/s")
+    header = (f"{'M':>5} {'N':>6} {'K':>6} | {'dgreg us':>8} {'TFLOPS':>7} {'GB/s':>6} {'roof':>5} | "
+              f"{'cuBLAS us':>9} {'TFLOPS':>7} | {'x cuBLAS':>8} | {'call us':>7} {'cuBLAS':>7} "
+              f"{'x':>5}")
+    log(header)
+    log("-" * len(header))
+    rows = []
+    for m, n, k in shapes:
+        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        ref = a.double() @ b.double().T
+        d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+        ours = functools.partial(dgreg.gemm, a, b, d)
+        ours()
+        diff = _check(d, ref, f"dgreg m{m}n{n}k{k}", 1e-5)
+        theirs = functools.partial(torch.mm, a, b.t())
+        _check(theirs(), ref, f"cuBLAS m{m}n{n}k{k}", 1e-5)
+        flops, nbytes = 2 * m * n * k, 2 * (m * k + n * k) + 2 * m * n
+        floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
+        t_ours, names = kernel_time_us(ours)
+        t_theirs = kernel_time_us(theirs)[0]
+        c_ours, c_theirs = call_time_us(ours), call_time_us(theirs)
+        row = {"m": m, "n": n, "k": k, "calc_diff": diff, "kernel_us": t_ours, "call_us": c_ours,
+               "cublas_kernel_us": t_theirs, "cublas_call_us": c_theirs,
+               "tflops": flops / t_ours / 1e6, "gbps": nbytes / t_ours / 1e3,
+               "roofline": floor_us / t_ours, "cublas_tflops": flops / t_theirs / 1e6,
+               "speedup_kernel": t_theirs / t_ours, "speedup_call": c_theirs / c_ours,
+               "kernels": names,
+               "config": repr(dgreg.explain("bf16_gemm", (m, n, k), file=None).choice.config)}
+        rows.append(row)
+        log(f"{m:>5} {n:>6} {k:>6} | {t_ours:8.1f} {row['tflops']:7.0f} {row['gbps']:6.0f} "
+            f"{row['roofline']:5.0%} | {t_theirs:9.1f} {row['cublas_tflops']:7.0f} | "
+            f"{row['speedup_kernel']:7.2f}x | {c_ours:7.1f} {c_theirs:7.1f} "
+            f"{row['speedup_call']:4.2f}x")
+    geo = {key: math.exp(statistics.fmean(math.log(r[key]) for r in rows))
+           for key in ("speedup_kernel", "speedup_call", "tflops")}
+    summary = {"geomean_speedup_kernel": geo["speedup_kernel"],
+               "geomean_speedup_call": geo["speedup_call"], "geomean_tflops": geo["tflops"]}
+    log(f"geometric mean: {summary['geomean_tflops']:.0f} TFLOPS; x cuBLAS kernel "
+        f"{summary['geomean_speedup_kernel']:.2f}, per call {summary['geomean_speedup_call']:.2f}")
+    return {"device": device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "peaks": peaks, "rows": rows, "summary": summary}

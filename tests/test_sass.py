@@ -183,9 +183,9 @@ def test_on_the_real_sm90_kernel_nvcc_13_already_interleaves(tmp_path):
     nothing left to do (recorded in benchmarks/results/2026-11-21-h200-sass.md)."""
     interleave = _interleave()
     from dgreg_sm90 import codegen
-    from dgreg_sm90.config import Sm90Fp8Config
+    from dgreg_sm90.config import Sm90GemmConfig
 
-    cubin = compile_source(codegen.fp8_gemm_source(Sm90Fp8Config(256, 128, 3, 132)), tmp_path).cubin
+    cubin = compile_source(codegen.gemm_source(Sm90GemmConfig(256, 128, 3, 132)), tmp_path).cubin
     words = Cubin(cubin).instructions(codegen.ENTRY)
     ffmas = [x for x in listing(disassemble(cubin))[codegen.ENTRY] if x.opcode == "FFMA"]
     yielding = sum(1 for x in ffmas if control.get(words[x.offset // 16].high, "yield") == 0)

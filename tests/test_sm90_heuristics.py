@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
 
 from dgreg_sm90 import codegen, heuristics
-from dgreg_sm90.config import Sm90Fp8Config
+from dgreg_sm90.config import Sm90GemmConfig
 
 from dgreg import config
 
@@ -56,6 +56,9 @@ def test_every_choice_is_legal(m, n, k):
     cfg = heuristics.choose(m, n, k, H100_SMS).config
     assert cfg.block_m in heuristics.BLOCK_MS and cfg.block_n % 8 == 0
     assert heuristics.legal(cfg.block_m, cfg.block_n, cfg.split_k) is None
+    bf16 = heuristics.choose(m, n, k, H100_SMS, dtype="bf16").config
+    assert heuristics.legal(bf16.block_m, bf16.block_n, bf16.split_k, "bf16") is None
+    assert heuristics.smem_bytes(bf16.block_m, bf16.block_n, bf16.stages) <= heuristics.SMEM_LIMIT
     assert heuristics.smem_bytes(cfg.block_m, cfg.block_n, cfg.stages) <= heuristics.SMEM_LIMIT
     k_blocks = -(-k // 128)
     assert cfg.split_k == 1 or 2 * cfg.split_k <= k_blocks
@@ -70,7 +73,7 @@ def test_forced_config(monkeypatch):
     with config.scope():
         monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=128,block_n=192,stages=4")
         choice = heuristics.choose(4096, 7168, 7168, H100_SMS)
-        assert choice.config == Sm90Fp8Config(128, 192, 4, H100_SMS)
+        assert choice.config == Sm90GemmConfig(128, 192, 4, H100_SMS)
         assert choice.figures["forced_by"] == "DGREG_SM90_CONFIG"
         for bad in ("block_m=96,block_n=128", "block_n=12", "tile=3", "block_m=256,block_n=256"):
             monkeypatch.setenv("DGREG_SM90_CONFIG", bad)
@@ -79,15 +82,30 @@ def test_forced_config(monkeypatch):
 
 
 def test_wgmma_wrapper_has_one_operand_per_accumulator():
-    text = codegen.wgmma_fp8(112)
-    assert "m64n112k32.f32.e4m3.e4m3" in text
+    text = codegen.wgmma_tile(112)
+    assert "m64n112k32.f32.e4m3.e4m3" in text and "p, 1, 1;" in text
     assert text.count('"+f"(d[') == 56 and "float (&d)[56]" in text
+    bf16 = codegen.wgmma_tile(256, "bf16")
+    assert "m64n256k16.f32.bf16.bf16" in bf16 and "p, 1, 1, 0, 0;" in bf16
+    assert bf16.count('"+f"(d[') == 128
 
 
 def test_source_bakes_every_config_value():
-    src = codegen.fp8_gemm_source(Sm90Fp8Config(128, 96, 5, 132, 3))
+    src = codegen.gemm_source(Sm90GemmConfig(128, 96, 5, 132, 3))
     for define in ("#define BLOCK_M 128", "#define BLOCK_N 96", "#define STAGES 5",
                    "#define NUM_MATH_WG 2", "#define M_SUB 1", "#define SPLIT_K 3",
-                   f"#define SMEM_REQUESTED {codegen.smem_bytes(Sm90Fp8Config(128, 96, 5, 132, 3))}"):
+                   "#define IS_FP8 1", "#define KERNEL_NAME sm90_fp8_gemm_1d2d",
+                   f"#define SMEM_REQUESTED {codegen.smem_bytes(Sm90GemmConfig(128, 96, 5, 132, 3))}"):
         assert define in src.code
     assert set(src.headers) == set(codegen.HEADERS) and src.arch == "sm_90a"
+    bf16 = codegen.gemm_source(Sm90GemmConfig(128, 256, 4, 132, 1, "bf16"))
+    assert "#define IS_FP8 0" in bf16.code and bf16.entry == "sm90_bf16_gemm"
+
+
+def test_bf16_takes_wide_tiles_without_promotion_registers():
+    cfg = heuristics.choose(4096, 7168, 7168, H100_SMS, dtype="bf16").config
+    assert cfg.dtype == "bf16" and cfg.block_n > 128
+    assert heuristics.legal(128, 256, 1, "bf16") is None
+    assert heuristics.legal(128, 256, 1, "fp8") is not None
+    small = heuristics.choose(64, 2112, 7168, H100_SMS, dtype="bf16").config
+    assert small.block_m == 64 and small.split_k > 1

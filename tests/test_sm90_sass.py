@@ -1,5 +1,6 @@
 """Every config the sm90 heuristics pick for the conformance suite's shapes compiles with the
-real nvcc for sm_90a, uses FP8 tensor-core instructions (QGMMA) and spills nothing."""
+real nvcc for sm_90a, uses the tensor-core instructions of its dtype (QGMMA for FP8, HGMMA for
+BF16) and spills nothing."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def test_every_picked_config_compiles_with_qgmma_and_no_spills(tmp_path):
             results = list(pool.map(compile_one, plans.values()))
     for case_id, cfg, built in results:
         summary = summarize(disassemble(built.cubin))
-        assert summary.count("QGMMA") >= 4, f"{case_id} {cfg!r}: no FP8 wgmma in the SASS"
+        tensor_core = "QGMMA" if cfg.dtype == "fp8" else "HGMMA"
+        assert summary.count(tensor_core) >= 4, f"{case_id} {cfg!r}: no {tensor_core} in the SASS"
         assert summary.local_memory == 0, f"{case_id} {cfg!r}: local memory (spills)"
         assert not built.ptxas.spills, f"{case_id} {cfg!r}: ptxas reports spills"
         log = (built.entry.path / "compile.log").read_text()

@@ -7,8 +7,9 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="benchmark dgreg against cuBLASLt (needs a GPU)")
-    parser.add_argument("suite", choices=("fp8",), nargs="?", default="fp8",
-                        help="fp8: DeepGEMM's 18 dense FP8 1d2d NT shapes")
+    parser.add_argument("suite", choices=("fp8", "bf16"), nargs="?", default="fp8",
+                        help="fp8: DeepGEMM's 18 dense FP8 1d2d NT shapes against "
+                             "torch._scaled_mm; bf16: the same shapes in BF16 against torch.mm")
     parser.add_argument("--json", help="write the full results to this file")
     parser.add_argument("--plot", help="write a PNG of TFLOPS per shape (needs matplotlib)")
     parser.set_defaults(func=run)
@@ -24,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
                                      "is False)")
     from dgreg.bench import main_dense
 
-    main_dense(args.json, args.plot)
+    main_dense(args.json, args.plot, args.suite)
     return 0

@@ -7,12 +7,13 @@ import attrs
 
 
 @attrs.frozen
-class Sm90Fp8Config:
+class Sm90GemmConfig:
     block_m: int  # 64 (one math warpgroup), 128 (two), 256 (two, two 64-row sub-tiles each)
     block_n: int  # a multiple of 8, at most 160
     stages: int  # depth of the TMA ring
     num_sms: int  # CTAs of the persistent grid
     split_k: int = 1  # work units sharing one tile's K blocks (reduced through a workspace)
+    dtype: str = "fp8"  # operands: "fp8" (e4m3, 1d2d scales) or "bf16"
 
     @property
     def num_math_wg(self) -> int:
@@ -28,5 +29,5 @@ class Sm90Fp8Config:
 
     def __repr__(self) -> str:
         split = f", split_k={self.split_k}" if self.split_k > 1 else ""
-        return (f"Sm90Fp8Config(block_m={self.block_m}, block_n={self.block_n}, "
+        return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{split})")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dgreg import ConfigChoice
 from dgreg import config as settings
-from dgreg_sm90.config import Sm90Fp8Config
+from dgreg_sm90.config import Sm90GemmConfig
 
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
     "Force the sm90 FP8 kernel's tile config, e.g. 'block_m=128,block_n=192,stages=5' "
     "(for tuning and benchmarks; the heuristics' choice otherwise)."))
 
-BLOCK_K = 128
+
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on H100/H200
 SMEM_SPARE = 1024  # the kernel aligns its window to 1024 bytes by hand
 MAX_STAGES = 8
@@ -26,10 +26,12 @@ MAX_STAGES = 8
 MAX_ACC_REGS = 192
 BLOCK_MS = (64, 128, 256)
 BLOCK_NS = tuple(range(16, 193, 8))
+BLOCK_NS_BF16 = tuple(range(16, 257, 8))
 
 
 def stage_bytes(block_m: int, block_n: int) -> int:
-    return block_m * BLOCK_K + block_n * BLOCK_K + block_m * 4
+    """A and B tiles (128 bytes of K per row either dtype) and the FP8 A scales."""
+    return block_m * 128 + block_n * 128 + block_m * 4
 
 
 def epilogue_bytes(block_m: int, block_n: int) -> int:
@@ -45,15 +47,24 @@ def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
         SMEM_SPARE + 16
 
 
-def stages_for(block_m: int, block_n: int, k: int, smem_limit: int = SMEM_LIMIT) -> int:
+def block_k(dtype: str) -> int:
+    return 128 if dtype == "fp8" else 64  # 128 bytes of K either way
+
+
+def stages_for(block_m: int, block_n: int, k: int, smem_limit: int = SMEM_LIMIT,
+               dtype: str = "fp8") -> int:
     budget = smem_limit - SMEM_SPARE - epilogue_bytes(block_m, block_n)
     fit = budget // (stage_bytes(block_m, block_n) + 16)
-    k_blocks = max(1, -(-k // BLOCK_K))
+    k_blocks = max(1, -(-k // block_k(dtype)))
     return max(0, min(MAX_STAGES, fit, max(2, k_blocks)))
 
 
-def legal(block_m: int, block_n: int, split_k: int = 1) -> str | None:
+def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8") -> str | None:
     m_sub = 2 if block_m == 256 else 1
+    if dtype == "bf16":  # no partial accumulator: the wgmma accumulates into the totals
+        regs = m_sub * block_n // 2
+        limit = MAX_ACC_REGS - 16 if split_k > 1 else MAX_ACC_REGS
+        return None if regs <= limit else f"{regs} accumulator registers per thread > {limit}"
     regs = (m_sub + 1) * block_n // 2
     # Measured with nvcc 13.0 (tests/test_sm90_sass.py checks every picked config): the
     # split-K reduction needs a few registers of its own, and block_m 64 with block_n 192
@@ -65,7 +76,8 @@ def legal(block_m: int, block_n: int, split_k: int = 1) -> str | None:
     return None
 
 
-def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> ConfigChoice:
+def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
+           dtype: str = "fp8") -> ConfigChoice:
     """The config ``DGREG_SM90_CONFIG`` asks for (``block_m=128,block_n=192[,stages=5]``)."""
     fields = {}
     for part in text.split(","):
@@ -77,14 +89,15 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> 
         fields[name.strip()] = int(value)
     block_m, block_n = fields.get("block_m", 128), fields.get("block_n", 128)
     split = fields.get("split_k", 1)
-    problem = legal(block_m, block_n, split)
+    problem = legal(block_m, block_n, split, dtype)
     if block_m not in BLOCK_MS or block_n % 8 or not 8 <= block_n <= 256 or split < 1 or problem:
         raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n}, "
                          f"split_k={split} is not a legal SM90 FP8 config "
                          f"({problem or 'see heuristics.BLOCK_MS'})")
-    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit)
+    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit, dtype)
     units = -(-m // block_m) * -(-n // block_n) * split
-    return ConfigChoice(Sm90Fp8Config(block_m, block_n, stages, min(num_sms, units), split),
+    return ConfigChoice(Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
+                                       dtype),
                         {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
 
 
@@ -93,6 +106,7 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int) -> 
 # costs the slower of the two. HBM bounds the whole problem from below.
 L2_BYTES_PER_NS = 75.0  # per SM
 FLOPS_PER_NS = 9850.0  # per SM, FP8 dense
+FLOPS_PER_NS_BF16 = 5970.0  # per SM, BF16 dense (788 TFLOPS measured on an H200 / 132)
 HBM_BYTES_PER_NS = 4300.0  # whole chip
 UNIT_FIXED_NS = 3000.0  # pipeline fill and epilogue latency of one work unit
 SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split unit
@@ -101,28 +115,33 @@ TIE_MARGIN = 1.04
 
 
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
-                split: int) -> tuple[float, int, int]:
+                split: int, dtype: str = "fp8") -> tuple[float, int, int]:
     """(predicted kernel time in ns, work units, waves) of one config."""
-    k_blocks = max(1, -(-k // BLOCK_K))
+    bk = block_k(dtype)
+    k_blocks = max(1, -(-k // bk))
     tiles = -(-m // block_m) * -(-n // block_n)
     units = tiles * split
     waves = -(-units // num_sms)
     # With one 64-row sub-tile per warpgroup the promotion FFMAs stall the tensor core more
     # than with two, whose wgmma and promotion interleave (measured: 0.76 vs 0.95).
-    mma_efficiency = 0.95 if block_m == 256 else 0.76
-    per_k_block = max((block_m + block_n) * BLOCK_K / L2_BYTES_PER_NS,
-                      2 * block_m * block_n * BLOCK_K / (FLOPS_PER_NS * mma_efficiency))
+    # BF16 has no promotion at all.
+    mma_efficiency = 0.95 if block_m == 256 or dtype == "bf16" else 0.76
+    flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
+    per_k_block = max((block_m + block_n) * 128 / L2_BYTES_PER_NS,
+                      2 * block_m * block_n * bk / (flops * mma_efficiency))
     epilogue = block_m * block_n * 2 / L2_BYTES_PER_NS
     if split > 1:  # write the FP32 partial; the last unit reads the others back
         epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
     unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
     if split > 1:
         unit += SPLIT_FIXED_NS
-    floor = (m * k + n * k + 2 * m * n) / HBM_BYTES_PER_NS
+    elem = 1 if dtype == "fp8" else 2
+    floor = ((m * k + n * k) * elem + 2 * m * n) / HBM_BYTES_PER_NS
     return max(waves * unit, floor), units, waves
 
 
-def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -> ConfigChoice:
+def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
+           dtype: str = "fp8") -> ConfigChoice:
     """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up.
 
     Candidates are scored by :func:`estimate_ns`; split-K is considered only when the tiles
@@ -132,26 +151,27 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT) -
         raise ValueError(f"num_sms must be positive (got {num_sms})")
     override = settings.get("DGREG_SM90_CONFIG")
     if override:
-        return forced(override, m, n, k, num_sms, smem_limit)
-    k_blocks = max(1, -(-k // BLOCK_K))
+        return forced(override, m, n, k, num_sms, smem_limit, dtype)
+    k_blocks = max(1, -(-k // block_k(dtype)))
     scored = []
     for block_m in BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
             continue  # a smaller block_m covers m with less waste
-        for block_n in BLOCK_NS:
-            if legal(block_m, block_n):
+        for block_n in BLOCK_NS if dtype == "fp8" else BLOCK_NS_BF16:
+            if legal(block_m, block_n, 1, dtype):
                 continue
-            stages = stages_for(block_m, block_n, k, smem_limit)
+            stages = stages_for(block_m, block_n, k, smem_limit, dtype)
             if stages < 2:
                 continue
             tiles = -(-m // block_m) * -(-n // block_n)
             for split in SPLITS:
                 if split > 1 and (tiles * split > num_sms or 2 * split > k_blocks):
                     break
-                if legal(block_m, block_n, split):
+                if legal(block_m, block_n, split, dtype):
                     continue
-                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split)
-                config = Sm90Fp8Config(block_m, block_n, stages, min(num_sms, units), split)
+                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype)
+                config = Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
+                                        dtype)
                 scored.append(((ns, waves, -block_n, block_m, split), config, units, waves, ns))
     if not scored:
         raise ValueError(f"no SM90 FP8 config fits m={m} n={n} k={k}")

@@ -6,7 +6,7 @@ import ctypes
 
 from dgreg import LaunchSpec
 from dgreg_sm90.codegen import smem_bytes
-from dgreg_sm90.config import Sm90Fp8Config
+from dgreg_sm90.config import Sm90GemmConfig
 
 ARG_TYPES = (None, None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
              ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -34,7 +34,7 @@ def _tma_aligned(x: int) -> int:
     return -(-x // 4) * 4  # FP32 elements per 16 bytes
 
 
-def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
+def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
     import torch
 
     from dgreg.jit.tma import tensor_map
@@ -45,17 +45,25 @@ def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
     tiles = -(-m // bm) * -(-n // bn)
     split = config.split_k
     raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    k_row = max(k, 16) if m == 1 else k  # a 1-row operand's stride is never used; keep TMA happy
+    fp8 = config.dtype == "fp8"
+    operand, box_k = ("uint8", 128) if fp8 else ("bfloat16", 64)  # 128 bytes of K per box row
+    step = 16 if fp8 else 8  # elements per 16 bytes
+    k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
 
     def pack(call):
         a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
-        if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, 16B-aligned
-            sfa = get_mn_major_tma_aligned_tensor(sfa)
-        map_a = tensor_map(a.data_ptr(), "uint8", (m, k), (a.stride(0) if m > 1 else k_row, 1),
-                           (bm, 128), 128)
-        map_b = tensor_map(b.data_ptr(), "uint8", (n, k), (b.stride(0) if n > 1 else k_row, 1),
-                           (bn, 128), 128)
-        map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm))
+        map_a = tensor_map(a.data_ptr(), operand, (m, k), (a.stride(0) if m > 1 else k_row, 1),
+                           (bm, box_k), 128)
+        map_b = tensor_map(b.data_ptr(), operand, (n, k), (b.stride(0) if n > 1 else k_row, 1),
+                           (bn, box_k), 128)
+        if fp8:
+            if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, aligned
+                sfa = get_mn_major_tma_aligned_tensor(sfa)
+            map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1),
+                                 (1, bm))
+            sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1))
+        else:  # no scales: the kernel never reads these arguments
+            map_sfa, sfb_args = map_a, (0, 0, 0)
         # the output map is used only when block_n % 64 == 0 (the kernel's TMA-store epilogue)
         map_d = tensor_map(d.data_ptr(), "bfloat16", (m, n),
                            (d.stride(0) if m > 1 else -(-n // 8) * 8, 1), (bm, 64), 128)
@@ -65,7 +73,7 @@ def fp8_launch(config: Sm90Fp8Config, m: int, n: int, k: int) -> LaunchSpec:
             stream = raw_stream(device) if raw_stream else torch.cuda.current_stream().cuda_stream
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
-        return (map_a, map_b, map_sfa, map_d, sfb.data_ptr(), sfb.stride(0), sfb.stride(1),
+        return (map_a, map_b, map_sfa, map_d, *sfb_args,
                 d.data_ptr(), d.stride(0), m, n, k, ws, counters)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,

@@ -1,35 +1,40 @@
-// FP8 GEMM with fine-grained scaling for Hopper: D (bf16, [M, N]) = A (e4m3, [M, K], one FP32
-// scale per row and 128 K) @ B^T (e4m3, [N, K], one FP32 scale per 128x128 block).
+// Dense GEMMs for Hopper, D (bf16, [M, N]) = A ([M, K]) @ B^T ([N, K]), both operands K-major:
+// - IS_FP8: A and B in e4m3, one FP32 scale per A row and 128 K, one per 128x128 block of B;
+// - otherwise BF16 operands, accumulated in FP32 by the tensor core across all of K.
 //
 // Persistent: one CTA per SM walks tiles of BLOCK_M x BLOCK_N. Warpgroups 0..NUM_MATH_WG-1 do
 // the math, the last warpgroup is the TMA producer (one elected thread issues the copies).
 // Stages of (A tile, B tile, A scales) form an mbarrier ring: full[s] completes when the
 // TMA bytes land, empty[s] when every math warp is done with the stage.
 //
-// Per 128-K block each math warpgroup runs 4 wgmma m64nBLOCK_Nk32 into a fresh partial
+// FP8: per 128-K block each math warpgroup runs 4 wgmma m64nBLOCK_Nk32 into a fresh partial
 // accumulator per 64-row sub-tile, then promotes it into FP32 registers scaled by the A-row
 // and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
+// BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers.
 //
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the BF16 tile.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K and `wgmma_fp8(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)`.
+// per math warpgroup), SPLIT_K, IS_FP8, KERNEL_NAME, SMEM_REQUESTED and
+// `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
 #include "sm90_ptx.cuh"
 
 namespace dgreg_sm90 {
 
-constexpr int BLOCK_K = 128;
+constexpr int ROW_BYTES = 128;  // one 128B swizzle atom of K per tile row
+constexpr int BLOCK_K = ROW_BYTES / (IS_FP8 ? 1 : 2);  // K elements per block
+constexpr int K_STEPS = 4;  // wgmma per block: k32 (FP8) or k16 (BF16), 32 bytes each
 constexpr int MATH_THREADS = NUM_MATH_WG * 128;
 constexpr int THREADS = MATH_THREADS + 128;
 constexpr int WG_ROWS = 64 * M_SUB;
 constexpr int ACC = BLOCK_N / 2;  // accumulator floats per thread per 64-row sub-tile
-constexpr uint32_t A_BYTES = BLOCK_M * BLOCK_K;
-constexpr uint32_t B_BYTES = BLOCK_N * BLOCK_K;
-constexpr uint32_t SFA_BYTES = BLOCK_M * 4;
+constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
+constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
+constexpr uint32_t SFA_BYTES = IS_FP8 ? BLOCK_M * 4 : 0;
 constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES;
 // shared memory layout, every A/B tile 1024-byte aligned for the 128B swizzle
 constexpr uint32_t OFF_A = 0;
@@ -63,7 +68,7 @@ __device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [BM, 128]
+KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [BM, 128]
                    const __grid_constant__ CUtensorMap map_b,    // [N, K] e4m3, box [BN, 128]
                    const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
                    const __grid_constant__ CUtensorMap map_d,    // [M, N] bf16, box [BM, 64]
@@ -86,7 +91,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
     if (threadIdx.x == MATH_THREADS) {
         tma_prefetch(&map_a);
         tma_prefetch(&map_b);
-        tma_prefetch(&map_sfa);
+        if constexpr (IS_FP8) tma_prefetch(&map_sfa);
         if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
@@ -110,7 +115,8 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 mbar_arrive_expect_tx(full, STAGE_TX);
                 tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m_blk * BLOCK_M);
                 tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, n_blk * BLOCK_N);
-                tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m_blk * BLOCK_M, kb);
+                if constexpr (IS_FP8)
+                    tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m_blk * BLOCK_M, kb);
                 if (++stage == STAGES) { stage = 0; phase ^= 1; }
             }
         }
@@ -123,7 +129,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
     const int row_in_wg = warp * 16 + lane / 4;  // rows row_in_wg and row_in_wg + 8 of each sub-tile
     const float* sfa_smem = reinterpret_cast<const float*>(smem + OFF_SFA);
     float total[M_SUB][ACC];
-    float part[ACC];
+    float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)
     int stage = 0;
     uint32_t phase = 0;
 
@@ -145,12 +151,38 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
             #pragma unroll
             for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
 
+        if constexpr (!IS_FP8) {
+            for (int kb = kb_begin; kb < kb_end; ++kb) {
+                mbar_wait(bar_full + stage * 8, phase);
+                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
+                const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s) {
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                    wgmma_fence();
+                    #pragma unroll
+                    for (int kk = 0; kk < K_STEPS; ++kk)
+                        wgmma_tile(total[s], gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk,
+                                   gmma_desc_k128b(b_tile) + 2 * kk, 1);
+                    wgmma_commit();
+                }
+                wgmma_wait<0>();
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s)
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                if (++stage == STAGES) { stage = 0; phase ^= 1; }
+            }
+        } else {
         for (int kb = kb_begin; kb < kb_end; ++kb) {
             const float sb0 = __ldg(sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
             const float sb1 = __ldg(sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
             const float sb2 = BLOCK_N > 128 ? __ldg(sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
             mbar_wait(bar_full + stage * 8, phase);
-            const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * BLOCK_K;
+            const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
             const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
             const float* sfa = sfa_smem + stage * BLOCK_M + warpgroup * WG_ROWS;
             float sa[M_SUB][2];
@@ -165,11 +197,11 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
                 wgmma_fence();
                 #pragma unroll
-                for (int kk = 0; kk < BLOCK_K / 32; ++kk) {
+                for (int kk = 0; kk < K_STEPS; ++kk) {
                     // stepping 32 bytes of K inside the 128-byte swizzle atom: +2 in the address field
-                    const uint64_t da = gmma_desc_k128b(a_tile + s * 64 * BLOCK_K) + 2 * kk;
+                    const uint64_t da = gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk;
                     const uint64_t db = gmma_desc_k128b(b_tile) + 2 * kk;
-                    wgmma_fp8(part, da, db, kk > 0);
+                    wgmma_tile(part, da, db, kk > 0);
                 }
                 wgmma_commit();
                 wgmma_wait<0>();
@@ -191,6 +223,7 @@ sm90_fp8_gemm_1d2d(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3,
                 }
             }
             if (++stage == STAGES) { stage = 0; phase ^= 1; }
+        }
         }
 
         if constexpr (SPLIT_K > 1) {
