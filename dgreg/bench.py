@@ -28,7 +28,7 @@ import torch
 
 import dgreg
 
-__all__ = ["DENSE_SHAPES", "run_dense"]
+__all__ = ["DENSE_SHAPES", "run_bf16", "run_dense", "run_suite"]
 
 #: DeepGEMM's dense table: M x (N, K)
 DENSE_SHAPES = [(m, n, k) for m in (64, 128, 4096)
@@ -118,45 +118,64 @@ def _check(d: torch.Tensor, ref: torch.Tensor, what: str, limit: float = 1e-3) -
     return diff
 
 
-def run_dense(shapes: list[tuple[int, int, int]] | None = None, *, log: Callable[[str], None] = print
-              ) -> dict[str, Any]:
-    """Benchmark dgreg.gemm (FP8 1d2d NT) against torch._scaled_mm on ``shapes``."""
+def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
+    """DeepGEMM-style FP8 inputs, dgreg's call, cuBLASLt's block-scaled call, the reference."""
+    a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
+    b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
+    a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
+    sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
+    sb = b_sf.double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
+    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    return {
+        "op": "fp8_gemm", "d": d, "limit": 1e-3, "bytes": m * k + n * k + 2 * m * n,
+        "ref": (a8.double() * sa) @ (b8.double() * sb).T,
+        "ours": functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf),
+        # B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
+        # storage: the forms cuBLASLt's block-scaled path accepts
+        "theirs": functools.partial(torch._scaled_mm, a8, b8.t(), scale_a=a_sf, scale_b=b_sf.t(),
+                                    out_dtype=torch.bfloat16),
+    }
+
+
+def _prepare_bf16(m: int, n: int, k: int) -> dict[str, Any]:
+    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    return {"op": "bf16_gemm", "d": d, "limit": 1e-5, "bytes": 2 * (m * k + n * k) + 2 * m * n,
+            "ref": a.double() @ b.double().T, "ours": functools.partial(dgreg.gemm, a, b, d),
+            "theirs": functools.partial(torch.mm, a, b.t())}
+
+
+_SUITES = {"fp8": (_prepare_fp8, "cuBLASLt", "FP8"), "bf16": (_prepare_bf16, "cuBLAS", "BF16")}
+
+
+def run_suite(kind: str, shapes: list[tuple[int, int, int]] | None = None, *,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """dgreg.gemm against the vendor library on ``shapes`` (default DeepGEMM's dense table)."""
+    prepare, vendor, label = _SUITES[kind]
+    published = kind == "fp8" and shapes is None
     shapes = shapes or DENSE_SHAPES
-    peaks = measure_peaks()
+    peaks = measure_peaks(kind)
     device = torch.cuda.get_device_name()
-    log(f"device {device}; measured peaks: FP8 {peaks['peak_tflops']:.0f} TFLOPS (cuBLASLt "
+    log(f"device {device}; measured peaks: {label} {peaks['peak_tflops']:.0f} TFLOPS ({vendor} "
         f"8192^3), copy {peaks['peak_gbps']:.0f} GB/s")
     header = (f"{'M':>5} {'N':>6} {'K':>6} | {'dgreg us':>8} {'TFLOPS':>7} {'GB/s':>6} {'roof':>5} | "
-              f"{'cuBLAS us':>9} {'TFLOPS':>7} | {'x cuBLAS':>8} | {'call us':>7} {'cuBLAS':>7} "
-              f"{'x':>5} | {'DG H800':>7}")
+              f"{vendor + ' us':>12} {'TFLOPS':>7} | {'x ' + vendor:>11} | {'call us':>7} "
+              f"{vendor:>8} {'x':>5}" + (f" | {'DG H800':>7}" if published else ""))
     log(header)
     log("-" * len(header))
     rows = []
     for index, (m, n, k) in enumerate(shapes):
-        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        a8, a_sf = dgreg.per_token_cast_to_fp8(a)
-        b8, b_sf = dgreg.per_block_cast_to_fp8(b)
-        a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
-        sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
-        sb = b_sf.double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
-        ref = (a8.double() * sa) @ (b8.double() * sb).T
-        d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-        ours = functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+        case = prepare(m, n, k)
+        ours, theirs = case["ours"], case["theirs"]
         ours()
-        diff = _check(d, ref, f"dgreg m{m}n{n}k{k}")
-        b_col = b8.t()  # [K, N] column-major, as cuBLASLt wants B
-        sfb_t = b_sf.t()  # [K/128, N/128] over the [N/128, K/128] storage: what cuBLASLt accepts
-        theirs = functools.partial(torch._scaled_mm, a8, b_col, scale_a=a_sf, scale_b=sfb_t,
-                                   out_dtype=torch.bfloat16)
+        diff = _check(case["d"], case["ref"], f"dgreg m{m}n{n}k{k}", case["limit"])
         try:
-            their_d = theirs()
-            their_diff = _check(their_d, ref, f"cuBLASLt m{m}n{n}k{k}")
+            their_diff = _check(theirs(), case["ref"], f"{vendor} m{m}n{n}k{k}", case["limit"])
         except (RuntimeError, AssertionError, ValueError) as exc:
             theirs, their_diff = None, f"unavailable: {str(exc).splitlines()[0][:160]}"
-            log(f"  cuBLASLt m{m}n{n}k{k}: {their_diff}")
-        flops = 2 * m * n * k
-        nbytes = m * k + n * k + 2 * m * n
+            log(f"  {vendor} m{m}n{n}k{k}: {their_diff}")
+        flops, nbytes = 2 * m * n * k, case["bytes"]
         floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
         t_ours, names = kernel_time_us(ours)
         c_ours = call_time_us(ours)
@@ -169,25 +188,39 @@ def run_dense(shapes: list[tuple[int, int, int]] | None = None, *, log: Callable
             "gbps": nbytes / t_ours / 1e3, "roofline": floor_us / t_ours,
             "cublas_tflops": flops / t_theirs / 1e6, "speedup_kernel": t_theirs / t_ours,
             "speedup_call": c_theirs / c_ours, "kernels": names,
-            "deepgemm_h800_tflops": DEEPGEMM_H800[index] if shapes is DENSE_SHAPES else None,
-            "config": repr(dgreg.explain("fp8_gemm", (m, n, k), file=None).choice.config),
+            "config": repr(dgreg.explain(case["op"], (m, n, k), file=None).choice.config),
         }
+        if published:
+            row["deepgemm_h800_tflops"] = DEEPGEMM_H800[index]
         rows.append(row)
-        dg = row["deepgemm_h800_tflops"] or ""
         log(f"{m:>5} {n:>6} {k:>6} | {t_ours:8.1f} {row['tflops']:7.0f} {row['gbps']:6.0f} "
-            f"{row['roofline']:5.0%} | {t_theirs:9.1f} {row['cublas_tflops']:7.0f} | "
-            f"{row['speedup_kernel']:7.2f}x | {c_ours:7.1f} {c_theirs:7.1f} "
-            f"{row['speedup_call']:4.2f}x | {dg:>7}")
+            f"{row['roofline']:5.0%} | {t_theirs:12.1f} {row['cublas_tflops']:7.0f} | "
+            f"{row['speedup_kernel']:10.2f}x | {c_ours:7.1f} {c_theirs:8.1f} "
+            f"{row['speedup_call']:4.2f}x" + (f" | {row['deepgemm_h800_tflops']:>7}" if published
+                                               else ""))
+
     def geo(key: str) -> float:
         values = [math.log(r[key]) for r in rows if r[key] == r[key] and r[key] > 0]
         return math.exp(statistics.fmean(values)) if values else math.nan
 
     summary = {"geomean_speedup_kernel": geo("speedup_kernel"),
                "geomean_speedup_call": geo("speedup_call"), "geomean_tflops": geo("tflops")}
-    log(f"geometric mean: {summary['geomean_tflops']:.0f} TFLOPS; x cuBLASLt kernel "
+    log(f"geometric mean: {summary['geomean_tflops']:.0f} TFLOPS; x {vendor} kernel "
         f"{summary['geomean_speedup_kernel']:.2f}, per call {summary['geomean_speedup_call']:.2f}")
     return {"device": device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "peaks": peaks, "rows": rows, "summary": summary}
+            "suite": kind, "peaks": peaks, "rows": rows, "summary": summary}
+
+
+def run_dense(shapes: list[tuple[int, int, int]] | None = None, *,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """FP8 1d2d NT against torch._scaled_mm (block-wise scales)."""
+    return run_suite("fp8", shapes, log=log)
+
+
+def run_bf16(shapes: list[tuple[int, int, int]] | None = None, *,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """BF16 NT against torch.mm."""
+    return run_suite("bf16", shapes, log=log)
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -215,9 +248,9 @@ def plot(result: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main_dense(json_path: str | None = None, plot_path: str | None = None,
+def main(json_path: str | None = None, plot_path: str | None = None,
                suite: str = "fp8") -> dict[str, Any]:
-    result = run_dense() if suite == "fp8" else run_bf16()
+    result = run_suite(suite)
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1, default=str)
@@ -228,53 +261,3 @@ def main_dense(json_path: str | None = None, plot_path: str | None = None,
             print("matplotlib is not installed: no plot")
     return result
 
-
-def run_bf16(shapes: list[tuple[int, int, int]] | None = None, *,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Benchmark dgreg.gemm (BF16 NT) against torch.mm (cuBLAS) on ``shapes``."""
-    shapes = shapes or DENSE_SHAPES
-    peaks = measure_peaks("bf16")
-    device = torch.cuda.get_device_name()
-    log(f"device {device}; measured peaks: BF16 {peaks['peak_tflops']:.0f} TFLOPS (cuBLAS "
-        f"8192^3), copy {peaks['peak_gbps']:.0f} GB/s")
-    header = (f"{'M':>5} {'N':>6} {'K':>6} | {'dgreg us':>8} {'TFLOPS':>7} {'GB/s':>6} {'roof':>5} | "
-              f"{'cuBLAS us':>9} {'TFLOPS':>7} | {'x cuBLAS':>8} | {'call us':>7} {'cuBLAS':>7} "
-              f"{'x':>5}")
-    log(header)
-    log("-" * len(header))
-    rows = []
-    for m, n, k in shapes:
-        a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        ref = a.double() @ b.double().T
-        d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-        ours = functools.partial(dgreg.gemm, a, b, d)
-        ours()
-        diff = _check(d, ref, f"dgreg m{m}n{n}k{k}", 1e-5)
-        theirs = functools.partial(torch.mm, a, b.t())
-        _check(theirs(), ref, f"cuBLAS m{m}n{n}k{k}", 1e-5)
-        flops, nbytes = 2 * m * n * k, 2 * (m * k + n * k) + 2 * m * n
-        floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
-        t_ours, names = kernel_time_us(ours)
-        t_theirs = kernel_time_us(theirs)[0]
-        c_ours, c_theirs = call_time_us(ours), call_time_us(theirs)
-        row = {"m": m, "n": n, "k": k, "calc_diff": diff, "kernel_us": t_ours, "call_us": c_ours,
-               "cublas_kernel_us": t_theirs, "cublas_call_us": c_theirs,
-               "tflops": flops / t_ours / 1e6, "gbps": nbytes / t_ours / 1e3,
-               "roofline": floor_us / t_ours, "cublas_tflops": flops / t_theirs / 1e6,
-               "speedup_kernel": t_theirs / t_ours, "speedup_call": c_theirs / c_ours,
-               "kernels": names,
-               "config": repr(dgreg.explain("bf16_gemm", (m, n, k), file=None).choice.config)}
-        rows.append(row)
-        log(f"{m:>5} {n:>6} {k:>6} | {t_ours:8.1f} {row['tflops']:7.0f} {row['gbps']:6.0f} "
-            f"{row['roofline']:5.0%} | {t_theirs:9.1f} {row['cublas_tflops']:7.0f} | "
-            f"{row['speedup_kernel']:7.2f}x | {c_ours:7.1f} {c_theirs:7.1f} "
-            f"{row['speedup_call']:4.2f}x")
-    geo = {key: math.exp(statistics.fmean(math.log(r[key]) for r in rows))
-           for key in ("speedup_kernel", "speedup_call", "tflops")}
-    summary = {"geomean_speedup_kernel": geo["speedup_kernel"],
-               "geomean_speedup_call": geo["speedup_call"], "geomean_tflops": geo["tflops"]}
-    log(f"geometric mean: {summary['geomean_tflops']:.0f} TFLOPS; x cuBLAS kernel "
-        f"{summary['geomean_speedup_kernel']:.2f}, per call {summary['geomean_speedup_call']:.2f}")
-    return {"device": device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "peaks": peaks, "rows": rows, "summary": summary}

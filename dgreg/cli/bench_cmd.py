@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if not torch.cuda.is_available():
         raise UnsupportedDeviceError("dgreg bench needs an NVIDIA GPU (torch.cuda.is_available() "
                                      "is False)")
-    from dgreg.bench import main_dense
+    from dgreg.bench import main
 
-    main_dense(args.json, args.plot, args.suite)
+    main(args.json, args.plot, args.suite)
     return 0
