@@ -104,7 +104,7 @@ class Resolution:
         lines = [f"dgreg: {self.spec.name}{size} on {where}"]
         if self.pin:
             lines.append(f"  pinned to plugin {self.pin!r}")
-        lines.append("  candidates, best first:")
+        lines.append("  candidates (chosen, runners-up, rejected):")
         width = max((len(d.candidate.kernel_id) for d in self.decisions), default=10)
         for d in self.decisions:
             c = d.candidate
@@ -272,6 +272,9 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
             decisions.append(Decision(candidate, "chosen"))
         else:
             decisions.append(Decision(candidate, "accepted" if reason is None else "rejected", reason))
+    # chosen first, then the runners-up in rank order, then the rejected ones
+    order = {"chosen": 0, "accepted": 1, "rejected": 2}
+    decisions.sort(key=lambda d: order[d.status])
     choice = key = None
     if chosen is not None and problem is not None:
         try:

@@ -276,7 +276,7 @@ def test_explain_on_simulated_gpus(capsys: pytest.CaptureFixture[str], installed
     rc, out, _ = run_cli(capsys, *argv)
     assert rc == 0
     assert f"fp8_gemm.nt.1d2d.bf16 m128n4096k7168 on Device({arch}" in out
-    assert "candidates, best first:" in out
+    assert "candidates (chosen, runners-up, rejected):" in out
     res = run_json(capsys, *argv)
     assert res["device"]["arch"] == arch and res["device"]["simulated"] is True
     assert res["chosen"] is not None

@@ -109,3 +109,13 @@ def test_bf16_takes_wide_tiles_without_promotion_registers():
     assert heuristics.legal(128, 256, 1, "fp8") is not None
     small = heuristics.choose(64, 2112, 7168, H100_SMS, dtype="bf16").config
     assert small.block_m == 64 and small.split_k > 1
+
+
+def test_grouped_configs_stay_in_one_expert():
+    for dtype in ("fp8", "bf16"):
+        cfg = heuristics.choose(32768, 4096, 7168, H100_SMS, dtype=dtype, grouped=True).config
+        assert cfg.grouped and cfg.block_m in (64, 128) and cfg.split_k == 1
+        assert heuristics.smem_bytes(cfg.block_m, cfg.block_n, cfg.stages, True) <= \
+            heuristics.SMEM_LIMIT
+        src = codegen.gemm_source(cfg)
+        assert "#define GROUPED 1" in src.code and src.entry.startswith("sm90_m_grouped_")

@@ -34,17 +34,17 @@ def stage_bytes(block_m: int, block_n: int) -> int:
     return block_m * 128 + block_n * 128 + block_m * 4
 
 
-def epilogue_bytes(block_m: int, block_n: int) -> int:
-    """The BF16 output tile: dense for the TMA store (block_n % 64 == 0), else rows padded by
-    16 bytes; plus up to 1 KiB of alignment before it."""
-    dense = block_n % 64 == 0
+def epilogue_bytes(block_m: int, block_n: int, grouped: bool = False) -> int:
+    """The BF16 output tile: dense for the TMA store (block_n % 64 == 0, not grouped), else rows
+    padded by 16 bytes; plus up to 1 KiB of alignment before it."""
+    dense = block_n % 64 == 0 and not grouped
     return block_m * (block_n * 2 + (0 if dense else 16)) + 1024
 
 
-def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
+def smem_bytes(block_m: int, block_n: int, stages: int, grouped: bool = False) -> int:
     """Dynamic shared memory the kernel asks for (covers the kernel's layout)."""
-    return stages * (stage_bytes(block_m, block_n) + 16) + epilogue_bytes(block_m, block_n) + \
-        SMEM_SPARE + 16
+    return stages * (stage_bytes(block_m, block_n) + 16) + \
+        epilogue_bytes(block_m, block_n, grouped) + SMEM_SPARE + 16
 
 
 def block_k(dtype: str) -> int:
@@ -52,8 +52,8 @@ def block_k(dtype: str) -> int:
 
 
 def stages_for(block_m: int, block_n: int, k: int, smem_limit: int = SMEM_LIMIT,
-               dtype: str = "fp8") -> int:
-    budget = smem_limit - SMEM_SPARE - epilogue_bytes(block_m, block_n)
+               dtype: str = "fp8", grouped: bool = False) -> int:
+    budget = smem_limit - SMEM_SPARE - 16 - epilogue_bytes(block_m, block_n, grouped)
     fit = budget // (stage_bytes(block_m, block_n) + 16)
     k_blocks = max(1, -(-k // block_k(dtype)))
     return max(0, min(MAX_STAGES, fit, max(2, k_blocks)))
@@ -77,7 +77,7 @@ def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8") -> s
 
 
 def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
-           dtype: str = "fp8") -> ConfigChoice:
+           dtype: str = "fp8", grouped: bool = False) -> ConfigChoice:
     """The config ``DGREG_SM90_CONFIG`` asks for (``block_m=128,block_n=192[,stages=5]``)."""
     fields = {}
     for part in text.split(","):
@@ -90,14 +90,16 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
     block_m, block_n = fields.get("block_m", 128), fields.get("block_n", 128)
     split = fields.get("split_k", 1)
     problem = legal(block_m, block_n, split, dtype)
+    if grouped and (block_m > 128 or split > 1):
+        problem = "M-grouped kernels take block_m 64 or 128 and no split-K"
     if block_m not in BLOCK_MS or block_n % 8 or not 8 <= block_n <= 256 or split < 1 or problem:
         raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n}, "
                          f"split_k={split} is not a legal SM90 FP8 config "
                          f"({problem or 'see heuristics.BLOCK_MS'})")
-    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit, dtype)
+    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit, dtype, grouped)
     units = -(-m // block_m) * -(-n // block_n) * split
     return ConfigChoice(Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
-                                       dtype),
+                                       dtype, grouped),
                         {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
 
 
@@ -141,7 +143,7 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
-           dtype: str = "fp8") -> ConfigChoice:
+           dtype: str = "fp8", grouped: bool = False) -> ConfigChoice:
     """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up.
 
     Candidates are scored by :func:`estimate_ns`; split-K is considered only when the tiles
@@ -151,27 +153,28 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
         raise ValueError(f"num_sms must be positive (got {num_sms})")
     override = settings.get("DGREG_SM90_CONFIG")
     if override:
-        return forced(override, m, n, k, num_sms, smem_limit, dtype)
+        return forced(override, m, n, k, num_sms, smem_limit, dtype, grouped)
     k_blocks = max(1, -(-k // block_k(dtype)))
     scored = []
-    for block_m in BLOCK_MS:
+    # M-grouped tiles must stay inside one expert's 128-row blocks, and are not split
+    for block_m in (64, 128) if grouped else BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
             continue  # a smaller block_m covers m with less waste
         for block_n in BLOCK_NS if dtype == "fp8" else BLOCK_NS_BF16:
             if legal(block_m, block_n, 1, dtype):
                 continue
-            stages = stages_for(block_m, block_n, k, smem_limit, dtype)
+            stages = stages_for(block_m, block_n, k, smem_limit, dtype, grouped)
             if stages < 2:
                 continue
             tiles = -(-m // block_m) * -(-n // block_n)
             for split in SPLITS:
-                if split > 1 and (tiles * split > num_sms or 2 * split > k_blocks):
+                if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
                 if legal(block_m, block_n, split, dtype):
                     continue
                 ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype)
                 config = Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
-                                        dtype)
+                                        dtype, grouped)
                 scored.append(((ns, waves, -block_n, block_m, split), config, units, waves, ns))
     if not scored:
         raise ValueError(f"no SM90 FP8 config fits m={m} n={n} k={k}")
@@ -188,7 +191,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
         "work_units": units,
         "waves": waves,
         "last_wave_sm_utilisation": round((units - (waves - 1) * num_sms) / num_sms, 3),
-        "smem_bytes": smem_bytes(best.block_m, best.block_n, best.stages),
+        "smem_bytes": smem_bytes(best.block_m, best.block_n, best.stages, best.grouped),
         "threads": best.threads,
     }
     alternatives = tuple(

@@ -10,7 +10,7 @@ from dgreg_sm90.config import Sm90GemmConfig
 
 ARG_TYPES = (None, None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
              ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-             ctypes.c_void_p, ctypes.c_void_p)
+             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong)
 
 # Split-K workspaces, one per (device, stream, size): concurrent launches on different
 # streams must not share partial tiles or counters. Counters start at zero and the kernel
@@ -34,6 +34,21 @@ def _tma_aligned(x: int) -> int:
     return -(-x // 4) * 4  # FP32 elements per 16 bytes
 
 
+def psum_to_row_groups(ends, m: int, alignment: int = 128):
+    """Per-row expert ids (-1: padding) from the prefix-sum form, on the device, no sync:
+    expert g owns rows [align(ends[g-1], alignment), ends[g])."""
+    import torch
+
+    ends = ends.to(torch.int64)
+    starts = torch.cat([ends.new_zeros(1), (ends[:-1] + alignment - 1) // alignment * alignment])
+    rows = torch.arange(m, device=ends.device)
+    group = torch.searchsorted(ends, rows, right=True)
+    inside = group < ends.numel()
+    clamped = group.clamp(max=ends.numel() - 1)
+    valid = inside & (rows >= starts[clamped])
+    return torch.where(valid, group, -1).to(torch.int32)
+
+
 def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
     import torch
 
@@ -54,8 +69,25 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
         a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
         map_a = tensor_map(a.data_ptr(), operand, (m, k), (a.stride(0) if m > 1 else k_row, 1),
                            (bm, box_k), 128)
-        map_b = tensor_map(b.data_ptr(), operand, (n, k), (b.stride(0) if n > 1 else k_row, 1),
-                           (bn, box_k), 128)
+        row_groups, sfb_stride_g = 0, 0
+        if config.grouped:  # B [G, N, K] read as [G * N, K]
+            if b.stride(0) != n * b.stride(1):
+                b = b.contiguous()
+            groups = b.shape[0]
+            map_b = tensor_map(b.data_ptr(), operand, (groups * n, k), (b.stride(1), 1),
+                               (bn, box_k), 128)
+            ids = call.grouped_layout
+            if call.use_psum_layout:
+                ids = psum_to_row_groups(ids, m)
+            # A tensor made here may be freed when pack returns: torch's caching allocator hands
+            # its memory only to work queued after this kernel on the same stream.
+            row_groups = ids.data_ptr()
+            if fp8:
+                sfb_stride_g = sfb.stride(0)
+                sfb = sfb[0]  # the kernel adds group * stride itself
+        else:
+            map_b = tensor_map(b.data_ptr(), operand, (n, k),
+                               (b.stride(0) if n > 1 else k_row, 1), (bn, box_k), 128)
         if fp8:
             if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, aligned
                 sfa = get_mn_major_tma_aligned_tensor(sfa)
@@ -74,7 +106,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
         return (map_a, map_b, map_sfa, map_d, *sfb_args,
-                d.data_ptr(), d.stride(0), m, n, k, ws, counters)
+                d.data_ptr(), d.stride(0), m, n, k, ws, counters, row_groups, sfb_stride_g)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

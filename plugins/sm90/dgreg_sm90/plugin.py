@@ -8,7 +8,15 @@ from dgreg_sm90 import codegen, heuristics, launch, sass
 ARCH = "sm90a"
 FP8_1D2D = "sm90.fp8_gemm_1d2d"
 BF16 = "sm90.bf16_gemm"
-_DTYPE = {FP8_1D2D: "fp8", BF16: "bf16"}
+M_GROUPED_FP8 = "sm90.m_grouped_fp8_gemm_contiguous"
+M_GROUPED_BF16 = "sm90.m_grouped_bf16_gemm_contiguous"
+# kernel id -> (operand dtype, M-grouped contiguous, the spec it serves)
+_KERNELS = {
+    FP8_1D2D: ("fp8", False, "fp8_gemm.nt.1d2d.bf16"),
+    BF16: ("bf16", False, "bf16_gemm.nt.bf16"),
+    M_GROUPED_FP8: ("fp8", True, "m_grouped_fp8_gemm_contiguous.nt.1d2d.bf16"),
+    M_GROUPED_BF16: ("bf16", True, "m_grouped_bf16_gemm_contiguous.nt.bf16"),
+}
 
 
 @hookimpl
@@ -21,65 +29,71 @@ def dgreg_plugin_info() -> dict[str, object]:
     return {
         "archs": [ARCH],
         "description": "GEMM kernels for NVIDIA Hopper (sm_90a: H100, H200, H800)",
-        "status": "dense NT kernels: FP8 1d2d and BF16 (BF16 D); other operations fall back to "
-                  "the torch reference",
+        "status": "NT kernels with BF16 D: dense and M-grouped contiguous, FP8 1d2d and BF16; "
+                  "other operations fall back to the torch reference",
     }
 
 
-def _fp8_supports(spec, device) -> str | None:
-    if spec.name != "fp8_gemm.nt.1d2d.bf16":
-        return f"serves fp8_gemm.nt.1d2d.bf16 only so far (got {spec.name})"
-    return None
+def _serves(kernel_id: str):
+    wanted = _KERNELS[kernel_id][2]
+
+    def supports(spec, device) -> str | None:
+        if spec.name != wanted:
+            return f"serves {wanted} only so far (got {spec.name})"
+        return None
+
+    return supports
 
 
-def _bf16_supports(spec, device) -> str | None:
-    if spec.name != "bf16_gemm.nt.bf16":
-        return f"serves bf16_gemm.nt.bf16 only so far (got {spec.name})"
-    return None
+def _reject_for(dtype: str):
+    step = 16 if dtype == "fp8" else 8  # elements per 16 bytes
+
+    def reject(spec, problem) -> str | None:
+        if problem.k % step and not (problem.m == 1 and problem.n == 1):
+            return f"K={problem.k} is not a multiple of {step} (TMA needs 16-byte row strides)"
+        return None
+
+    return reject
 
 
-def _fp8_reject(spec, problem) -> str | None:
-    if problem.k % 16 and not (problem.m == 1 and problem.n == 1):
-        return f"K={problem.k} is not a multiple of 16 (TMA needs 16-byte row strides)"
-    return None
-
-
-def _bf16_reject(spec, problem) -> str | None:
-    if problem.k % 8 and not (problem.m == 1 and problem.n == 1):
-        return f"K={problem.k} is not a multiple of 8 (TMA needs 16-byte row strides)"
-    return None
+_DESCRIPTIONS = {
+    FP8_1D2D: "persistent warp-specialised wgmma FP8 GEMM, TMA ring, per-128-K promotion with "
+              "1x128 / 128x128 scales, split-K for skinny shapes",
+    BF16: "persistent warp-specialised wgmma BF16 GEMM, TMA ring",
+    M_GROUPED_FP8: "the FP8 kernel over experts' rows stored back to back (MoE)",
+    M_GROUPED_BF16: "the BF16 kernel over experts' rows stored back to back (MoE)",
+}
 
 
 @hookimpl
 def dgreg_register_kernels(register, device) -> None:
     if device.arch != ARCH:
         return  # this plugin serves sm90a only
-    register(Candidate(FP8_1D2D, supports=_fp8_supports, reject=_fp8_reject, priority=100,
-                       description="persistent warp-specialised wgmma FP8 GEMM, TMA ring, "
-                                   "per-128-K promotion with 1x128 / 128x128 scales"))
-    register(Candidate(BF16, supports=_bf16_supports, reject=_bf16_reject, priority=100,
-                       description="persistent warp-specialised wgmma BF16 GEMM, TMA ring"))
+    for kernel_id, (dtype, _, _) in _KERNELS.items():
+        register(Candidate(kernel_id, supports=_serves(kernel_id), reject=_reject_for(dtype),
+                           priority=100, description=_DESCRIPTIONS[kernel_id]))
 
 
 @hookimpl
 def dgreg_heuristic(candidate, spec, problem, device):
-    if candidate.kernel_id not in _DTYPE:
+    if candidate.kernel_id not in _KERNELS:
         return None
+    dtype, grouped, _ = _KERNELS[candidate.kernel_id]
     smem = device.smem_per_block or heuristics.SMEM_LIMIT
     return heuristics.choose(problem.m, problem.n, problem.k, device.sm_count or 132, smem,
-                             _DTYPE[candidate.kernel_id])
+                             dtype, grouped)
 
 
 @hookimpl
 def dgreg_generate_source(candidate, spec, config, device):
-    if candidate.kernel_id not in _DTYPE:
+    if candidate.kernel_id not in _KERNELS:
         return None
     return codegen.gemm_source(config, "sm_90a")
 
 
 @hookimpl
 def dgreg_launch_args(candidate, config, call):
-    if candidate.kernel_id not in _DTYPE:
+    if candidate.kernel_id not in _KERNELS:
         return None
     p = call.problem
     return launch.gemm_launch(config, p.m, p.n, p.k)
@@ -87,6 +101,6 @@ def dgreg_launch_args(candidate, config, call):
 
 @hookimpl
 def dgreg_sass_passes(source, device):
-    if source.entry != codegen.ENTRIES["fp8"]:  # BF16 kernels have no promotion FFMAs
-        return []
+    if source.entry not in (codegen.ENTRIES["fp8"], codegen.GROUPED_ENTRIES["fp8"]):
+        return []  # BF16 kernels have no promotion FFMAs
     return [sass.FFMA_INTERLEAVE]

@@ -12,12 +12,17 @@
 // and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
 // BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers.
 //
+// GROUPED (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B is
+// [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding). Every
+// BLOCK_M-row tile lies in one expert's 128-row blocks, so a tile takes its expert from its
+// first row, skips itself if that is padding, and writes back only rows of an expert.
+//
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the BF16 tile.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K, IS_FP8, KERNEL_NAME, SMEM_REQUESTED and
+// per math warpgroup), SPLIT_K, IS_FP8, GROUPED, KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
@@ -44,7 +49,7 @@ constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
 // TMA, asynchronously, in 64-column chunks laid out with the 128B swizzle (the 16-byte unit u
 // of row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit different banks).
 // Otherwise rows are padded by 16 bytes for the same reason and written with 16-byte stores.
-constexpr bool TMA_STORE = BLOCK_N % 64 == 0;
+constexpr bool TMA_STORE = BLOCK_N % 64 == 0 && !GROUPED;  // grouped: skip padding rows
 constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
 constexpr uint32_t D_BYTES = TMA_STORE ? BLOCK_M * BLOCK_N * 2 : BLOCK_M * D_PITCH;
 constexpr uint32_t OFF_D = (OFF_SFA + STAGES * SFA_BYTES + 1023) / 1024 * 1024;
@@ -54,6 +59,7 @@ constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
 static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
+static_assert(!GROUPED || (SPLIT_K == 1 && BLOCK_M <= 128), "grouped tiles stay in one expert");
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
 __device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks, int& tile,
@@ -74,7 +80,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
                    const __grid_constant__ CUtensorMap map_d,    // [M, N] bf16, box [BM, 64]
                    const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
                    __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k,
-                   float* __restrict__ workspace, int* __restrict__ counters) {
+                   float* __restrict__ workspace, int* __restrict__ counters,
+                   const int* __restrict__ row_groups, long long sfb_stride_g) {
     extern __shared__ uint8_t smem_raw[];
     // align the dynamic window by hand (the launch asks for 1024 spare bytes)
     const uint32_t raw = smem_addr(smem_raw);
@@ -109,12 +116,15 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
         for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
             int tile, m_blk, n_blk, kb_begin, kb_end;
             unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
+            const int group = GROUPED ? __ldg(row_groups + m_blk * BLOCK_M) : 0;
+            if (group < 0) continue;  // a tile of padding rows
             for (int kb = kb_begin; kb < kb_end; ++kb) {
                 const uint32_t full = bar_full + stage * 8;
                 mbar_wait(bar_empty + stage * 8, phase ^ 1);
                 mbar_arrive_expect_tx(full, STAGE_TX);
                 tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m_blk * BLOCK_M);
-                tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, n_blk * BLOCK_N);
+                tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K,
+                            group * n + n_blk * BLOCK_N);
                 if constexpr (IS_FP8)
                     tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m_blk * BLOCK_M, kb);
                 if (++stage == STAGES) { stage = 0; phase ^= 1; }
@@ -136,6 +146,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
     for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
         int tile, m_blk, n_blk, kb_begin, kb_end;
         unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
+        const int group = GROUPED ? __ldg(row_groups + m_blk * BLOCK_M) : 0;
+        if (group < 0) continue;  // the producer skips it too
+        const float* group_sfb = sfb + group * sfb_stride_g;
         const int n0 = n_blk * BLOCK_N;
         // A tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128: its
         // first `first` 8-column chunks use block n0 / 128, chunks up to `second` the next one,
@@ -178,9 +191,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
             }
         } else {
         for (int kb = kb_begin; kb < kb_end; ++kb) {
-            const float sb0 = __ldg(sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
-            const float sb1 = __ldg(sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
-            const float sb2 = BLOCK_N > 128 ? __ldg(sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
+            const float sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
+            const float sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
+            const float sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
             mbar_wait(bar_full + stage * 8, phase);
             const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
             const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
@@ -324,6 +337,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
             const int row = idx / CHUNKS, chunk = idx % CHUNKS;
             const int grow = m0 + row, gcol = n0 + chunk * 8;
             if (grow >= m || gcol >= n) continue;
+            if (GROUPED && __ldg(row_groups + grow) < 0) continue;  // padding rows stay untouched
             const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
             __nv_bfloat16* dst = d + grow * ldd + gcol;
             if (gcol + 8 <= n) {
