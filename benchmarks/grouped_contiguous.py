@@ -45,8 +45,8 @@ def main() -> int:
         ref = torch.empty(m, n, dtype=torch.float64, device="cuda")
         for g in range(groups):
             sb = b_sf[g].double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
-            rows = slice(g * per, (g + 1) * per)
-            ref[rows] = (a8[rows].double() * sa[rows]) @ (b8[g].double() * sb).T
+            span = slice(g * per, (g + 1) * per)
+            ref[span] = (a8[span].double() * sa[span]) @ (b8[g].double() * sb).T
         _check(d, ref, f"g{groups}m{per}n{n}k{k}")
         t, _ = kernel_time_us(fn)
         c = call_time_us(fn)
