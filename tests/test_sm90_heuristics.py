@@ -119,3 +119,10 @@ def test_grouped_configs_stay_in_one_expert():
             heuristics.SMEM_LIMIT
         src = codegen.gemm_source(cfg)
         assert "#define GROUPED 1" in src.code and src.entry.startswith("sm90_m_grouped_")
+
+
+def test_masked_configs_use_every_sm_and_compile_masked():
+    cfg = heuristics.choose(4 * 256, 4096, 7168, H100_SMS, grouped=True, masked=True).config
+    assert cfg.masked and cfg.grouped and cfg.num_sms == H100_SMS and cfg.split_k == 1
+    src = codegen.gemm_source(cfg)
+    assert "#define GROUPED 2" in src.code and src.entry == "sm90_m_grouped_masked_fp8_gemm_1d2d"

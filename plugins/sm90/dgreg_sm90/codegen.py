@@ -10,6 +10,8 @@ from dgreg_sm90.config import Sm90GemmConfig
 
 ENTRIES = {"fp8": "sm90_fp8_gemm_1d2d", "bf16": "sm90_bf16_gemm"}
 GROUPED_ENTRIES = {"fp8": "sm90_m_grouped_fp8_gemm_1d2d", "bf16": "sm90_m_grouped_bf16_gemm"}
+MASKED_ENTRIES = {"fp8": "sm90_m_grouped_masked_fp8_gemm_1d2d",
+                  "bf16": "sm90_m_grouped_masked_bf16_gemm"}
 ENTRY = ENTRIES["fp8"]
 HEADERS = ("sm90_ptx.cuh", "sm90_gemm.cuh")
 #: the wgmma shape suffix and operand types per dtype (K is 32 bytes in both)
@@ -46,7 +48,8 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define BLOCK_M {config.block_m}\n#define BLOCK_N {config.block_n}\n"
         f"#define STAGES {config.stages}\n#define NUM_MATH_WG {config.num_math_wg}\n"
         f"#define M_SUB {config.m_sub}\n#define SPLIT_K {config.split_k}\n"
-        f"#define IS_FP8 {int(config.dtype == 'fp8')}\n#define GROUPED {int(config.grouped)}\n"
+        f"#define IS_FP8 {int(config.dtype == 'fp8')}\n"
+        f"#define GROUPED {2 if config.masked else int(config.grouped)}\n"
         f"#define KERNEL_NAME {entry(config)}\n"
         f"#define SMEM_REQUESTED {smem_bytes(config)}\n"
         f"#include <stdint.h>\n"
@@ -58,7 +61,8 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
 
 
 def entry(config: Sm90GemmConfig) -> str:
-    return (GROUPED_ENTRIES if config.grouped else ENTRIES)[config.dtype]
+    table = MASKED_ENTRIES if config.masked else GROUPED_ENTRIES if config.grouped else ENTRIES
+    return table[config.dtype]
 
 
 def smem_bytes(config: Sm90GemmConfig) -> int:

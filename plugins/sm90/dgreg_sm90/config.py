@@ -14,7 +14,8 @@ class Sm90GemmConfig:
     num_sms: int  # CTAs of the persistent grid
     split_k: int = 1  # work units sharing one tile's K blocks (reduced through a workspace)
     dtype: str = "fp8"  # operands: "fp8" (e4m3, 1d2d scales) or "bf16"
-    grouped: bool = False  # M-grouped contiguous (MoE): B per expert, rows tagged by expert
+    grouped: bool = False  # M-grouped (MoE): B per expert; rows tagged by expert, or masked
+    masked: bool = False  # M-grouped masked: [G, M_max] rows, valid counts on the device
 
     @property
     def num_math_wg(self) -> int:
@@ -30,6 +31,6 @@ class Sm90GemmConfig:
 
     def __repr__(self) -> str:
         split = f", split_k={self.split_k}" if self.split_k > 1 else ""
-        split += ", grouped" if self.grouped else ""
+        split += (", masked" if self.masked else ", grouped") if self.grouped else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{split})")

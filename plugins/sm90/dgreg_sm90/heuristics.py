@@ -9,6 +9,8 @@ powers of two; split-K fills them when M is small.
 
 from __future__ import annotations
 
+import attrs
+
 from dgreg import ConfigChoice
 from dgreg import config as settings
 from dgreg_sm90.config import Sm90GemmConfig
@@ -143,8 +145,10 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
-           dtype: str = "fp8", grouped: bool = False) -> ConfigChoice:
+           dtype: str = "fp8", grouped: bool = False, masked: bool = False) -> ConfigChoice:
     """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up.
+
+    For the masked kernel ``m`` is the rows expected over all experts (G x expected_m).
 
     Candidates are scored by :func:`estimate_ns`; split-K is considered only when the tiles
     alone leave SMs idle, with at least 2 K blocks per unit.
@@ -152,8 +156,10 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     if num_sms < 1:
         raise ValueError(f"num_sms must be positive (got {num_sms})")
     override = settings.get("DGREG_SM90_CONFIG")
+    grouped = grouped or masked
     if override:
-        return forced(override, m, n, k, num_sms, smem_limit, dtype, grouped)
+        choice = forced(override, m, n, k, num_sms, smem_limit, dtype, grouped)
+        return attrs.evolve(choice, config=attrs.evolve(choice.config, masked=masked))
     k_blocks = max(1, -(-k // block_k(dtype)))
     scored = []
     # M-grouped tiles must stay inside one expert's 128-row blocks, and are not split
@@ -173,8 +179,10 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                 if legal(block_m, block_n, split, dtype):
                     continue
                 ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype)
-                config = Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
-                                        dtype, grouped)
+                # masked: the real tile count is only known on the device, use every SM
+                grid = num_sms if masked else min(num_sms, units)
+                config = Sm90GemmConfig(block_m, block_n, stages, grid, split, dtype, grouped,
+                                        masked)
                 scored.append(((ns, waves, -block_n, block_m, split), config, units, waves, ns))
     if not scored:
         raise ValueError(f"no SM90 FP8 config fits m={m} n={n} k={k}")

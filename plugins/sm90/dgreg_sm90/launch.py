@@ -5,12 +5,13 @@ from __future__ import annotations
 import ctypes
 
 from dgreg import LaunchSpec
+from dgreg.errors import DgregError
 from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90GemmConfig
 
 ARG_TYPES = (None, None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
              ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong)
+             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int)
 
 # Split-K workspaces, one per (device, stream, size): concurrent launches on different
 # streams must not share partial tiles or counters. Counters start at zero and the kernel
@@ -49,13 +50,26 @@ def psum_to_row_groups(ends, m: int, alignment: int = 128):
     return torch.where(valid, group, -1).to(torch.int32)
 
 
-def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
+def _flat(name: str, x, rows: int):
+    """[G, R, C] as [G * R, C] without copying; the masked kernel writes D in place."""
+    if x.stride(0) != x.shape[1] * x.stride(1) and x.shape[0] > 1:
+        raise DgregError(f"the sm90 masked kernel needs '{name}' [G, M_max, *] with its groups "
+                         f"back to back (got strides {list(x.stride())}); pass a contiguous "
+                         f"tensor or pin plugin='reference'")
+    return x.reshape(rows, x.shape[2]) if x.is_contiguous() else x.view(rows, x.shape[2])
+
+
+def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1) -> LaunchSpec:
+    """Launch description for calls of one shape; for the masked kernel ``m`` is M_max."""
     import torch
 
     from dgreg.jit.tma import tensor_map
     from dgreg.layout import get_mn_major_tma_aligned_tensor
 
     bm, bn = config.block_m, config.block_n
+    m_per_group = m
+    if config.masked:  # A, its scales and D seen as [G * M_max, *]
+        m = groups * m_per_group
     m_pad = _tma_aligned(m)
     tiles = -(-m // bm) * -(-n // bn)
     split = config.split_k
@@ -67,6 +81,10 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
 
     def pack(call):
         a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
+        if config.masked:
+            a, d = _flat("a", a, m), _flat("d", d, m)
+            if sfa is not None:
+                sfa = sfa.reshape(m, sfa.shape[2])
         map_a = tensor_map(a.data_ptr(), operand, (m, k), (a.stride(0) if m > 1 else k_row, 1),
                            (bm, box_k), 128)
         row_groups, sfb_stride_g = 0, 0
@@ -76,7 +94,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
             groups = b.shape[0]
             map_b = tensor_map(b.data_ptr(), operand, (groups * n, k), (b.stride(1), 1),
                                (bn, box_k), 128)
-            ids = call.grouped_layout
+            ids = call.grouped_layout  # masked: masked_m [G]
             if call.use_psum_layout:
                 ids = psum_to_row_groups(ids, m)
             # A tensor made here may be freed when pack returns: torch's caching allocator hands
@@ -106,7 +124,8 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int) -> LaunchSpec:
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
         return (map_a, map_b, map_sfa, map_d, *sfb_args,
-                d.data_ptr(), d.stride(0), m, n, k, ws, counters, row_groups, sfb_stride_g)
+                d.data_ptr(), d.stride(0), m, n, k, ws, counters, row_groups, sfb_stride_g,
+                m_per_group)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

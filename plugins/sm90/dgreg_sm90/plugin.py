@@ -10,12 +10,16 @@ FP8_1D2D = "sm90.fp8_gemm_1d2d"
 BF16 = "sm90.bf16_gemm"
 M_GROUPED_FP8 = "sm90.m_grouped_fp8_gemm_contiguous"
 M_GROUPED_BF16 = "sm90.m_grouped_bf16_gemm_contiguous"
-# kernel id -> (operand dtype, M-grouped contiguous, the spec it serves)
+MASKED_FP8 = "sm90.m_grouped_fp8_gemm_masked"
+MASKED_BF16 = "sm90.m_grouped_bf16_gemm_masked"
+# kernel id -> (operand dtype, M-grouping: "" / "contiguous" / "masked", the spec it serves)
 _KERNELS = {
-    FP8_1D2D: ("fp8", False, "fp8_gemm.nt.1d2d.bf16"),
-    BF16: ("bf16", False, "bf16_gemm.nt.bf16"),
-    M_GROUPED_FP8: ("fp8", True, "m_grouped_fp8_gemm_contiguous.nt.1d2d.bf16"),
-    M_GROUPED_BF16: ("bf16", True, "m_grouped_bf16_gemm_contiguous.nt.bf16"),
+    FP8_1D2D: ("fp8", "", "fp8_gemm.nt.1d2d.bf16"),
+    BF16: ("bf16", "", "bf16_gemm.nt.bf16"),
+    M_GROUPED_FP8: ("fp8", "contiguous", "m_grouped_fp8_gemm_contiguous.nt.1d2d.bf16"),
+    M_GROUPED_BF16: ("bf16", "contiguous", "m_grouped_bf16_gemm_contiguous.nt.bf16"),
+    MASKED_FP8: ("fp8", "masked", "m_grouped_fp8_gemm_masked.nt.1d2d.bf16"),
+    MASKED_BF16: ("bf16", "masked", "m_grouped_bf16_gemm_masked.nt.bf16"),
 }
 
 
@@ -29,8 +33,8 @@ def dgreg_plugin_info() -> dict[str, object]:
     return {
         "archs": [ARCH],
         "description": "GEMM kernels for NVIDIA Hopper (sm_90a: H100, H200, H800)",
-        "status": "NT kernels with BF16 D: dense and M-grouped contiguous, FP8 1d2d and BF16; "
-                  "other operations fall back to the torch reference",
+        "status": "NT kernels with BF16 D: dense, M-grouped contiguous and masked, FP8 1d2d "
+                  "and BF16; other operations fall back to the torch reference",
     }
 
 
@@ -62,6 +66,8 @@ _DESCRIPTIONS = {
     BF16: "persistent warp-specialised wgmma BF16 GEMM, TMA ring",
     M_GROUPED_FP8: "the FP8 kernel over experts' rows stored back to back (MoE)",
     M_GROUPED_BF16: "the BF16 kernel over experts' rows stored back to back (MoE)",
+    MASKED_FP8: "the FP8 kernel over [G, M_max] rows, valid counts on the device (MoE decode)",
+    MASKED_BF16: "the BF16 kernel over [G, M_max] rows, valid counts on the device (MoE decode)",
 }
 
 
@@ -78,10 +84,13 @@ def dgreg_register_kernels(register, device) -> None:
 def dgreg_heuristic(candidate, spec, problem, device):
     if candidate.kernel_id not in _KERNELS:
         return None
-    dtype, grouped, _ = _KERNELS[candidate.kernel_id]
+    dtype, grouping, _ = _KERNELS[candidate.kernel_id]
     smem = device.smem_per_block or heuristics.SMEM_LIMIT
-    return heuristics.choose(problem.m, problem.n, problem.k, device.sm_count or 132, smem,
-                             dtype, grouped)
+    m = problem.m
+    if grouping == "masked":  # plan for the rows the experts are expected to hold
+        m = problem.groups * min(problem.expected_m or problem.m, problem.m)
+    return heuristics.choose(m, problem.n, problem.k, device.sm_count or 132, smem, dtype,
+                             grouped=grouping != "", masked=grouping == "masked")
 
 
 @hookimpl
@@ -96,11 +105,13 @@ def dgreg_launch_args(candidate, config, call):
     if candidate.kernel_id not in _KERNELS:
         return None
     p = call.problem
-    return launch.gemm_launch(config, p.m, p.n, p.k)
+    return launch.gemm_launch(config, p.m, p.n, p.k, p.groups)
 
 
 @hookimpl
 def dgreg_sass_passes(source, device):
-    if source.entry not in (codegen.ENTRIES["fp8"], codegen.GROUPED_ENTRIES["fp8"]):
+    fp8_entries = (codegen.ENTRIES["fp8"], codegen.GROUPED_ENTRIES["fp8"],
+                   codegen.MASKED_ENTRIES["fp8"])
+    if source.entry not in fp8_entries:
         return []  # BF16 kernels have no promotion FFMAs
     return [sass.FFMA_INTERLEAVE]

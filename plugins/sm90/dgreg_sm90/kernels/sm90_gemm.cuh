@@ -12,10 +12,13 @@
 // and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
 // BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers.
 //
-// GROUPED (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B is
-// [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding). Every
-// BLOCK_M-row tile lies in one expert's 128-row blocks, so a tile takes its expert from its
-// first row, skips itself if that is padding, and writes back only rows of an expert.
+// GROUPED == 1 (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B
+// is [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding).
+// Every BLOCK_M-row tile lies in one expert's 128-row blocks, so a tile takes its expert from
+// its first row, skips itself if that is padding, and writes back only rows of an expert.
+// GROUPED == 2 (M-grouped masked, MoE decode): A and D are [G, M_max, *] seen as
+// [G * M_max, *], `row_groups` is masked_m [G] on the device; tiles walk each expert's M_max
+// rows and skip those at or past masked_m[g], and only rows below it are written.
 //
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
@@ -60,6 +63,21 @@ static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROW
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
 static_assert(!GROUPED || (SPLIT_K == 1 && BLOCK_M <= 128), "grouped tiles stay in one expert");
+
+// The tile's expert and first row (in A and D as seen 2-D); group < 0: nothing to compute.
+__device__ __forceinline__ void tile_rows(int m_blk, const int* row_groups, int m_per_group,
+                                          int& group, int& m0) {
+    if constexpr (GROUPED == 2) {
+        const int per = (m_per_group + BLOCK_M - 1) / BLOCK_M;
+        group = m_blk / per;
+        const int local = (m_blk % per) * BLOCK_M;
+        m0 = group * m_per_group + local;
+        if (local >= __ldg(row_groups + group)) group = -1;
+    } else {
+        m0 = m_blk * BLOCK_M;
+        group = GROUPED ? __ldg(row_groups + m0) : 0;
+    }
+}
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
 __device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks, int& tile,
@@ -81,7 +99,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
                    const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
                    __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k,
                    float* __restrict__ workspace, int* __restrict__ counters,
-                   const int* __restrict__ row_groups, long long sfb_stride_g) {
+                   const int* __restrict__ row_groups, long long sfb_stride_g, int m_per_group) {
     extern __shared__ uint8_t smem_raw[];
     // align the dynamic window by hand (the launch asks for 1024 spare bytes)
     const uint32_t raw = smem_addr(smem_raw);
@@ -89,7 +107,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
     uint8_t* smem = smem_raw + (base - raw);
     const uint32_t bar_full = base + OFF_BAR, bar_empty = bar_full + STAGES * 8;
 
-    const int m_blocks = (m + BLOCK_M - 1) / BLOCK_M;
+    const int m_blocks = GROUPED == 2
+        ? (m / m_per_group) * ((m_per_group + BLOCK_M - 1) / BLOCK_M)
+        : (m + BLOCK_M - 1) / BLOCK_M;
     const int n_blocks = (n + BLOCK_N - 1) / BLOCK_N;
     const int units = m_blocks * n_blocks * SPLIT_K;
     const int k_blocks = (k + BLOCK_K - 1) / BLOCK_K;
@@ -116,17 +136,18 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
         for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
             int tile, m_blk, n_blk, kb_begin, kb_end;
             unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
-            const int group = GROUPED ? __ldg(row_groups + m_blk * BLOCK_M) : 0;
+            int group, m0;
+            tile_rows(m_blk, row_groups, m_per_group, group, m0);
             if (group < 0) continue;  // a tile of padding rows
             for (int kb = kb_begin; kb < kb_end; ++kb) {
                 const uint32_t full = bar_full + stage * 8;
                 mbar_wait(bar_empty + stage * 8, phase ^ 1);
                 mbar_arrive_expect_tx(full, STAGE_TX);
-                tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m_blk * BLOCK_M);
+                tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m0);
                 tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K,
                             group * n + n_blk * BLOCK_N);
                 if constexpr (IS_FP8)
-                    tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m_blk * BLOCK_M, kb);
+                    tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m0, kb);
                 if (++stage == STAGES) { stage = 0; phase ^= 1; }
             }
         }
@@ -146,7 +167,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
     for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
         int tile, m_blk, n_blk, kb_begin, kb_end;
         unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
-        const int group = GROUPED ? __ldg(row_groups + m_blk * BLOCK_M) : 0;
+        int group, m0;
+        tile_rows(m_blk, row_groups, m_per_group, group, m0);
         if (group < 0) continue;  // the producer skips it too
         const float* group_sfb = sfb + group * sfb_stride_g;
         const int n0 = n_blk * BLOCK_N;
@@ -283,7 +305,6 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
             }
         }
 
-        const int m0 = m_blk * BLOCK_M;
         if constexpr (TMA_STORE) {
             // the previous tile's TMA store must have read the staging buffer before reuse
             if (threadIdx.x == 0) tma_store_wait_read();
@@ -337,7 +358,12 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
             const int row = idx / CHUNKS, chunk = idx % CHUNKS;
             const int grow = m0 + row, gcol = n0 + chunk * 8;
             if (grow >= m || gcol >= n) continue;
-            if (GROUPED && __ldg(row_groups + grow) < 0) continue;  // padding rows stay untouched
+            if constexpr (GROUPED == 1) {
+                if (__ldg(row_groups + grow) < 0) continue;  // padding rows stay untouched
+            } else if constexpr (GROUPED == 2) {
+                const int local = grow - group * m_per_group;  // rows past masked_m stay untouched
+                if (local >= m_per_group || local >= __ldg(row_groups + group)) continue;
+            }
             const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
             __nv_bfloat16* dst = d + grow * ldd + gcol;
             if (gcol + 8 <= n) {
