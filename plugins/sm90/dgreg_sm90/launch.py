@@ -78,6 +78,19 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
     operand, box_k = ("uint8", 128) if fp8 else ("bfloat16", 64)  # 128 bytes of K per box row
     step = 16 if fp8 else 8  # elements per 16 bytes
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
+    # A plan fixes every shape and box, so its TMA maps differ only by address and row stride:
+    # a small per-plan cache keyed by those two is much cheaper than the global one.
+    maps: dict[tuple[int, int, int], object] = {}
+    tma_store = bn % 64 == 0 and not config.grouped  # as the kernel decides (TMA_STORE)
+
+    def cached(slot: int, address: int, row_stride: int, make):
+        key = (slot, address, row_stride)
+        found = maps.get(key)
+        if found is None:
+            if len(maps) > 512:
+                maps.clear()
+            found = maps[key] = make()
+        return found
 
     def pack(call):
         a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
@@ -85,15 +98,16 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
             a, d = _flat("a", a, m), _flat("d", d, m)
             if sfa is not None:
                 sfa = sfa.reshape(m, sfa.shape[2])
-        map_a = tensor_map(a.data_ptr(), operand, (m, k), (a.stride(0) if m > 1 else k_row, 1),
-                           (bm, box_k), 128)
+        a_row = a.stride(0) if m > 1 else k_row
+        map_a = cached(0, a.data_ptr(), a_row, lambda: tensor_map(
+            a.data_ptr(), operand, (m, k), (a_row, 1), (bm, box_k), 128))
         row_groups, sfb_stride_g = 0, 0
         if config.grouped:  # B [G, N, K] read as [G * N, K]
             if b.stride(0) != n * b.stride(1):
                 b = b.contiguous()
             groups = b.shape[0]
-            map_b = tensor_map(b.data_ptr(), operand, (groups * n, k), (b.stride(1), 1),
-                               (bn, box_k), 128)
+            map_b = cached(1, b.data_ptr(), b.stride(1), lambda: tensor_map(
+                b.data_ptr(), operand, (groups * n, k), (b.stride(1), 1), (bn, box_k), 128))
             ids = call.grouped_layout  # masked: masked_m [G]
             if call.use_psum_layout:
                 ids = psum_to_row_groups(ids, m)
@@ -104,19 +118,23 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
                 sfb_stride_g = sfb.stride(0)
                 sfb = sfb[0]  # the kernel adds group * stride itself
         else:
-            map_b = tensor_map(b.data_ptr(), operand, (n, k),
-                               (b.stride(0) if n > 1 else k_row, 1), (bn, box_k), 128)
+            b_row = b.stride(0) if n > 1 else k_row
+            map_b = cached(1, b.data_ptr(), b_row, lambda: tensor_map(
+                b.data_ptr(), operand, (n, k), (b_row, 1), (bn, box_k), 128))
         if fp8:
             if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, aligned
                 sfa = get_mn_major_tma_aligned_tensor(sfa)
-            map_sfa = tensor_map(sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1),
-                                 (1, bm))
+            map_sfa = cached(2, sfa.data_ptr(), m_pad, lambda: tensor_map(
+                sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm)))
             sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1))
         else:  # no scales: the kernel never reads these arguments
             map_sfa, sfb_args = map_a, (0, 0, 0)
-        # the output map is used only when block_n % 64 == 0 (the kernel's TMA-store epilogue)
-        map_d = tensor_map(d.data_ptr(), "bfloat16", (m, n),
-                           (d.stride(0) if m > 1 else -(-n // 8) * 8, 1), (bm, 64), 128)
+        if tma_store:
+            d_row = d.stride(0) if m > 1 else -(-n // 8) * 8
+            map_d = cached(3, d.data_ptr(), d_row, lambda: tensor_map(
+                d.data_ptr(), "bfloat16", (m, n), (d_row, 1), (bm, 64), 128))
+        else:  # the kernel's coalesced epilogue never reads it
+            map_d = map_a
         ws = counters = 0
         if split > 1:
             device = d.device.index
