@@ -54,7 +54,7 @@ def main() -> int:
 
     def encode(i):  # what a call at new addresses adds: encoding its 4 TMA maps
         tma._CACHE.clear()
-        a8, b8, d, a_sf, b_sf = sets[i % len(sets)]
+        a8, b8, d, a_sf, _b_sf = sets[i % len(sets)]
         tma.tensor_map_for(a8.view(torch.uint8), (64, 128), 128)
         tma.tensor_map_for(b8.view(torch.uint8), (64, 128), 128)
         tma.tensor_map(a_sf.data_ptr(), "float32", (a_sf.shape[1], m), (m, 1), (1, 64))
