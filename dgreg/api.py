@@ -61,10 +61,6 @@ def _run(call: GemmCall, plugin: str | None, key: Any = None,
     return call.d
 
 
-def _spec_problem(call: GemmCall) -> tuple[Any, Any]:
-    return call.spec, call.problem
-
-
 def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
          c: torch.Tensor | None = None, a_scale: torch.Tensor | None = None,
          b_scale: torch.Tensor | None = None, layout: str = "NT",
@@ -99,7 +95,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
         return call.d
     call = _call.dense_call(a, b, d, c=c, a_scale=a_scale, b_scale=b_scale, layout=layout,
                             out_dtype=out_dtype, recipe=recipe)
-    spec, problem = _spec_problem(call)
+    spec, problem = call.spec, call.problem
     ta, tb = layout.upper()[0] == "T", layout.upper()[1] == "N"
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
@@ -153,7 +149,7 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
         a, b, d, grouped_layout=grouped_layout, a_scale=a_scale, b_scale=b_scale, layout=layout,
         use_psum_layout=use_psum_layout, expected_m=expected_m, out_dtype=out_dtype,
         recipe=recipe)
-    spec, problem = _spec_problem(call)
+    spec, problem = call.spec, call.problem
     tb = layout.upper() == "NN"
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
@@ -198,7 +194,7 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
     call = _call.m_masked_call(a, b, d, masked_m=masked_m, expected_m=expected_m,
                                a_scale=a_scale, b_scale=b_scale, out_dtype=out_dtype,
                                recipe=recipe)
-    spec, problem = _spec_problem(call)
+    spec, problem = call.spec, call.problem
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
     def remake(a, b, d, masked_m, a_scale, b_scale):
@@ -240,7 +236,7 @@ def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
         return call.d
     call = _call.k_grouped_call(a, b, d, ks=ks, ks_tensor=ks_tensor, c=c, a_scale=a_scale,
                                 b_scale=b_scale, recipe=recipe)
-    spec, problem = _spec_problem(call)
+    spec, problem = call.spec, call.problem
     d_shape = tuple(call.d.shape)
 
     def remake(a, b, d, c, ks_tensor, a_scale, b_scale):

@@ -320,10 +320,6 @@ def _layout_arg(layout: Any, allowed: Sequence[str] = ("NT", "NN", "TN", "TT")) 
     return Layout(text)
 
 
-def _spec(**fields: Any) -> GemmSpec:
-    return GemmSpec(**fields)
-
-
 # -- entry points ------------------------------------------------------------------------------
 
 def dense_call(a: Any, b: Any, d: Any = None, *, c: Any = None, a_scale: Any = None,
@@ -346,8 +342,8 @@ def dense_call(a: Any, b: Any, d: Any = None, *, c: Any = None, a_scale: Any = N
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(), lead_b=(),
                          ref=a, a_t=not lay.a_k_major, b_t=not lay.b_k_major)
     d, c, d_dtype = _output(d, c, (m, n), a, out_dtype)
-    spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
-                 grouping=Grouping.NONE, recipe=rec, accumulate=c is not None)
+    spec = GemmSpec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
+                    grouping=Grouping.NONE, recipe=rec, accumulate=c is not None)
     return GemmCall(spec, Problem(m, n, k), a_log, b_log, d, c, a_sf, b_sf)
 
 
@@ -386,8 +382,8 @@ def m_contiguous_call(a: Any, b: Any, d: Any = None, *, grouped_layout: Any, a_s
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(),
                          lead_b=(groups,), ref=a, a_t=False, b_t=not lay.b_k_major)
     d, _, d_dtype = _output(d, None, (m, n), a, out_dtype, zeroed=True)
-    spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
-                 grouping=Grouping.M_CONTIGUOUS, recipe=rec)
+    spec = GemmSpec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=storage,
+                    grouping=Grouping.M_CONTIGUOUS, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)
     return GemmCall(spec, problem, a, b_log, d, None, a_sf, b_sf, gl, use_psum_layout)
 
@@ -417,8 +413,8 @@ def m_masked_call(a: Any, b: Any, d: Any = None, *, masked_m: Any, expected_m: A
     a_sf, b_sf = _scales(dtype, rec, a_scale, b_scale, m=m, n=n, k=k, lead_a=(groups,),
                          lead_b=(groups,), ref=a, a_t=False, b_t=False)
     d, _, d_dtype = _output(d, None, (groups, m, n), a, out_dtype, zeroed=True)
-    spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=Layout.NT,
-                 grouping=Grouping.M_MASKED, recipe=rec)
+    spec = GemmSpec(a_dtype=dtype, b_dtype=dtype, d_dtype=d_dtype, layout=Layout.NT,
+                    grouping=Grouping.M_MASKED, recipe=rec)
     problem = Problem(m, n, k, groups, expected_m=expected_m)
     return GemmCall(spec, problem, a, b, d, None, a_sf, b_sf, mm)
 
@@ -471,7 +467,7 @@ def k_grouped_call(a: Any, b: Any, d: Any = None, *, ks: Any, ks_tensor: Any = N
     d, c, _ = _output(d, c, (groups, m, n), a, torch.float32 if d is None else None)
     if d.dtype != torch.float32:
         raise InvalidArgumentError("d", "float32 for K-grouped GEMMs", _describe(d))
-    spec = _spec(a_dtype=dtype, b_dtype=dtype, d_dtype=DType.FP32, layout=Layout.TN,
-                 grouping=Grouping.K_CONTIGUOUS, recipe=rec, accumulate=c is not None)
+    spec = GemmSpec(a_dtype=dtype, b_dtype=dtype, d_dtype=DType.FP32, layout=Layout.TN,
+                    grouping=Grouping.K_CONTIGUOUS, recipe=rec, accumulate=c is not None)
     problem = Problem(m, n, total_k, groups, group_ks=ks)
     return GemmCall(spec, problem, a_log, b_log, d, c, a_sf, b_sf, kt)

@@ -20,7 +20,6 @@ from dgreg.errors import DgregError, UnsupportedDeviceError
 __all__ = ["LoadedKernel", "check", "driver"]
 
 _lock = threading.Lock()
-_MAX_DYNAMIC_SMEM = None  # resolved lazily: cu.CUfunction_attribute....
 
 
 def driver() -> Any:
@@ -123,7 +122,7 @@ class LoadedKernel:
         key = (tuple(grid), tuple(block), tuple(cluster), shared_mem, tuple(arg_types))
         self.ensure_shared_mem(shared_mem)
         state, launch_ex, ok = self._state, self._cu.cuLaunchKernelEx, self._ok
-        function, stream_of, device = self.function, _raw_stream, self.device
+        function, stream_of, device = self.function, raw_stream_getter(), self.device
 
         def launch(args: Sequence[Any]) -> None:
             config, slots, array, address = state(key)
@@ -147,10 +146,15 @@ class LoadedKernel:
         self.bind(grid, block, arg_types, cluster=cluster, shared_mem=shared_mem)(args)
 
 
-def _raw_stream(device: int) -> int:
+def raw_stream_getter() -> Any:
+    """``f(device) -> cudaStream_t`` of torch's current stream, chosen once per bound launch.
+
+    torch's private getter returns a plain int without building a torch.cuda.Stream object
+    (about 1 us per call saved on the hot path); the public API is the fallback.
+    """
     import torch
 
     getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if getter is not None:  # a plain int, without building a torch.cuda.Stream object
-        return getter(device)
-    return torch.cuda.current_stream(device).cuda_stream
+    if getter is not None:
+        return getter
+    return lambda device: torch.cuda.current_stream(device).cuda_stream

@@ -61,8 +61,7 @@ def _flat(name: str, x, rows: int):
 
 def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1) -> LaunchSpec:
     """Launch description for calls of one shape; for the masked kernel ``m`` is M_max."""
-    import torch
-
+    from dgreg.jit.launch import raw_stream_getter
     from dgreg.jit.tma import tensor_map
     from dgreg.layout import get_mn_major_tma_aligned_tensor
 
@@ -73,7 +72,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
     m_pad = _tma_aligned(m)
     tiles = -(-m // bm) * -(-n // bn)
     split = config.split_k
-    raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    raw_stream = raw_stream_getter()
     fp8 = config.dtype == "fp8"
     operand, box_k = ("uint8", 128) if fp8 else ("bfloat16", 64)  # 128 bytes of K per box row
     step = 16 if fp8 else 8  # elements per 16 bytes
@@ -138,7 +137,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
         ws = counters = 0
         if split > 1:
             device = d.device.index
-            stream = raw_stream(device) if raw_stream else torch.cuda.current_stream().cuda_stream
+            stream = raw_stream(device)
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
         return (map_a, map_b, map_sfa, map_d, *sfb_args,
