@@ -17,6 +17,7 @@ import torch
 
 import dgreg
 from dgreg.bench import _check, call_time_us, kernel_time_us
+from dgreg.reference import dequantize_1d2d
 
 #: (kind, groups, m per group, N, K) and DeepGEMM's published H800 TFLOPS
 SHAPES = [(("contiguous", 4, 8192, 4096, 7168), 1346), (("contiguous", 4, 8192, 7168, 2048), 1214),
@@ -32,10 +33,8 @@ def _case(kind: str, groups: int, per: int, n: int, k: int):
     pb = [dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda")) for _ in range(groups)]
     a8, a_sf = torch.stack([p[0] for p in pa]), torch.stack([p[1] for p in pa])
     b8, b_sf = torch.stack([p[0] for p in pb]), torch.stack([p[1] for p in pb])
-    sa = a_sf.double().repeat_interleave(128, 2)[..., :k]
-    sb = b_sf.double().repeat_interleave(128, 1).repeat_interleave(128, 2)[:, :n, :k]
-    ref = torch.stack([(a8[g].double() * sa[g]) @ (b8[g].double() * sb[g]).T
-                       for g in range(groups)])
+    a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
+    ref = a_ref @ b_ref.transpose(1, 2)
     d = torch.full((groups, per, n), float("nan"), device="cuda", dtype=torch.bfloat16)
     if kind == "masked":
         masked = torch.full((groups,), per, dtype=torch.int32, device="cuda")

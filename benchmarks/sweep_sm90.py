@@ -19,6 +19,7 @@ import torch
 import dgreg
 from dgreg import dispatch
 from dgreg.bench import _check, kernel_time_us
+from dgreg.reference import dequantize_1d2d
 
 SHAPES = [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
           (128, 4096, 7168), (128, 7168, 2048), (128, 32768, 512)]
@@ -38,9 +39,8 @@ def main() -> int:
         a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda"))
         b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda"))
         a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
-        sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
-        sb = b_sf.double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
-        ref = (a8.double() * sa) @ (b8.double() * sb).T
+        a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
+        ref = a_ref @ b_ref.T
         for forced in CONFIGS:
             os.environ["DGREG_SM90_CONFIG"] = forced
             dispatch.clear_caches()

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 import dgreg
+from dgreg.reference import dequantize_1d2d
 
 __all__ = ["DENSE_SHAPES", "run_bf16", "run_dense", "run_suite"]
 
@@ -123,12 +124,11 @@ def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
     a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
     b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
     a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
-    sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
-    sb = b_sf.double().repeat_interleave(128, 0).repeat_interleave(128, 1)[:n, :k]
+    a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
     d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
     return {
         "op": "fp8_gemm", "d": d, "limit": 1e-3, "bytes": m * k + n * k + 2 * m * n,
-        "ref": (a8.double() * sa) @ (b8.double() * sb).T,
+        "ref": a_ref @ b_ref.T,
         "ours": functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf),
         # B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
         # storage: the forms cuBLASLt's block-scaled path accepts

@@ -19,7 +19,7 @@ from dgreg.kernel import Candidate
 from dgreg.layout import unpack_ue8m0_from_int
 from dgreg.spec import SCALE_BLOCK, Grouping, Recipe
 
-__all__ = ["ReferencePlugin", "compute", "dequantize", "run"]
+__all__ = ["ReferencePlugin", "compute", "dequantize", "dequantize_1d2d", "run"]
 
 MK_ALIGNMENT = 128  # rows of one M block of the contiguous grouped layout
 
@@ -43,6 +43,15 @@ def dequantize(x: torch.Tensor, sf: torch.Tensor | None, recipe: Recipe, *, bloc
     values = unpack_ue8m0_from_int(sf, kb) if recipe == Recipe.UE8M0 else sf
     scale = _expand(values.to(dtype), rows, k, SCALE_BLOCK if block_rows else 1)
     return out * scale
+
+
+def dequantize_1d2d(a: torch.Tensor, a_scale: torch.Tensor, b: torch.Tensor,
+                    b_scale: torch.Tensor, dtype: torch.dtype = torch.float64
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """FP8 operands of the 1d2d recipe in ``dtype``: ``a`` [..., M, K] with per-row 128-K
+    scales, ``b`` [..., N, K] with 128 x 128 block scales (for oracles and benchmarks)."""
+    return (dequantize(a, a_scale, Recipe.R1D2D, block_rows=False, dtype=dtype),
+            dequantize(b, b_scale, Recipe.R1D2D, block_rows=True, dtype=dtype))
 
 
 def _contiguous_row_groups(call: GemmCall) -> torch.Tensor:

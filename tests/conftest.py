@@ -53,6 +53,17 @@ def make_registry() -> Iterator[Callable[..., Registry]]:
 
 
 @pytest.fixture
+def sm90_gpu() -> Iterator[None]:
+    """For tests of the sm90 plugin's kernels: a Hopper GPU, only that plugin, no fallback."""
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("needs a Hopper (sm_90) GPU")
+    with config.scope(DGREG_PLUGINS=("sm90",), DGREG_STRICT=True):
+        yield
+
+
+@pytest.fixture
 def no_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -6,20 +6,11 @@ import pytest
 import torch
 
 import dgreg
-from dgreg import config
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
 
 SHAPES = [(1, 2112, 7168), (7, 256, 512), (64, 2112, 7168), (129, 4096, 7168), (300, 576, 200),
           (4096, 7168, 2048), (2048, 7168, 16384), (17, 8, 72), (1000, 1000, 1024)]
-
-
-@pytest.fixture(autouse=True)
-def _sm90_loaded():
-    if torch.cuda.get_device_capability()[0] != 9:
-        pytest.skip("needs a Hopper (sm_90) GPU")
-    with config.scope(DGREG_PLUGINS=("sm90",), DGREG_STRICT=True):
-        yield
 
 
 def _check(m, n, k, seed):

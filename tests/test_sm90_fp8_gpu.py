@@ -6,23 +6,15 @@ import pytest
 import torch
 
 import dgreg
-from dgreg import config
+from dgreg.reference import dequantize_1d2d
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
 
 SHAPES = [
     (1, 2112, 7168), (7, 256, 512), (64, 2112, 7168), (128, 24576, 1536), (129, 4096, 7168),
     (4096, 7168, 2048), (300, 576, 7296), (64, 120, 128), (2048, 7168, 16384), (256, 7168, 7168),
     (17, 8, 1040), (1000, 1000, 1024), (64, 7168, 16384), (1, 7168, 16384),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _sm90_loaded():
-    if torch.cuda.get_device_capability()[0] != 9:
-        pytest.skip("needs a Hopper (sm_90) GPU")
-    with config.scope(DGREG_PLUGINS=("sm90",), DGREG_STRICT=True):
-        yield
 
 
 def _inputs(m, n, k, gen):
@@ -34,11 +26,8 @@ def _inputs(m, n, k, gen):
 
 
 def _reference(a8, a_sf, b8, b_sf):
-    k = a8.shape[1]
-    n = b8.shape[0]
-    sa = a_sf.double().repeat_interleave(128, dim=1)[:, :k]
-    sb = b_sf.double().repeat_interleave(128, dim=0).repeat_interleave(128, dim=1)[:n, :k]
-    return (a8.double() * sa) @ (b8.double() * sb).T
+    a, b = dequantize_1d2d(a8, a_sf, b8, b_sf)
+    return a @ b.T
 
 
 @pytest.mark.parametrize(("m", "n", "k"), SHAPES)

@@ -6,17 +6,9 @@ import pytest
 import torch
 
 import dgreg
-from dgreg import config
+from dgreg.reference import dequantize_1d2d
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _sm90_loaded():
-    if torch.cuda.get_device_capability()[0] != 9:
-        pytest.skip("needs a Hopper (sm_90) GPU")
-    with config.scope(DGREG_PLUGINS=("sm90",), DGREG_STRICT=True):
-        yield
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
 
 
 def _layout(sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -48,9 +40,7 @@ def test_m_grouped_contiguous_matches_float64(dtype, psum, sizes, n, k):
         b = torch.stack([p[0] for p in pairs])
         b_sf = torch.stack([p[1] for p in pairs])
         kwargs.update(a_scale=a_sf, b_scale=b_sf)
-        sa = a_sf.double().repeat_interleave(128, 1)[:, :k]
-        sb = b_sf.double().repeat_interleave(128, 1).repeat_interleave(128, 2)[:, :n, :k]
-        a_ref, b_ref = a.double() * sa, b.double() * sb
+        a_ref, b_ref = dequantize_1d2d(a, a_sf, b, b_sf)
     else:
         a_ref, b_ref = a.double(), b.double()
     op = f"m_grouped_{dtype}_gemm_contiguous"

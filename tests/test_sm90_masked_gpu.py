@@ -6,17 +6,9 @@ import pytest
 import torch
 
 import dgreg
-from dgreg import config
+from dgreg.reference import dequantize_1d2d
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _sm90_loaded():
-    if torch.cuda.get_device_capability()[0] != 9:
-        pytest.skip("needs a Hopper (sm_90) GPU")
-    with config.scope(DGREG_PLUGINS=("sm90",), DGREG_STRICT=True):
-        yield
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
 
 
 def _inputs(dtype, groups, m_max, n, k, seed):
@@ -29,9 +21,7 @@ def _inputs(dtype, groups, m_max, n, k, seed):
     pb = [dgreg.per_block_cast_to_fp8(b[g]) for g in range(groups)]
     a8, a_sf = torch.stack([p[0] for p in pa]), torch.stack([p[1] for p in pa])
     b8, b_sf = torch.stack([p[0] for p in pb]), torch.stack([p[1] for p in pb])
-    sa = a_sf.double().repeat_interleave(128, 2)[..., :k]
-    sb = b_sf.double().repeat_interleave(128, 1).repeat_interleave(128, 2)[:, :n, :k]
-    return a8, b8, {"a_scale": a_sf, "b_scale": b_sf}, a8.double() * sa, b8.double() * sb
+    return (a8, b8, {"a_scale": a_sf, "b_scale": b_sf}, *dequantize_1d2d(a8, a_sf, b8, b_sf))
 
 
 def _check(d, a_ref, b_ref, masked, dtype):
