@@ -1,4 +1,9 @@
-"""``dgreg bench``: dgreg side by side with cuBLASLt (``torch._scaled_mm``) on DeepGEMM's shapes.
+"""``dgreg bench``: dgreg side by side with the vendor library on DeepGEMM's shapes.
+
+Suites: ``fp8`` (dense 1d2d NT against cuBLASLt's block-scaled ``torch._scaled_mm``), ``bf16``
+(against ``torch.mm``), ``grouped`` (MoE M-grouped contiguous and masked FP8 against
+``torch._scaled_grouped_mm``, which scales per row only: the closest recipe torch offers),
+``layouts`` (FP8 and BF16 NN/TN/TT against the same call in NT, to price the transposing copy).
 
 For every shape, inputs are built as DeepGEMM's tests build them (random normal BF16 cast
 with ``per_token_cast_to_fp8`` / ``per_block_cast_to_fp8``) and every result is checked
@@ -9,7 +14,7 @@ against a float64 reference before anything is timed. Two timings per implementa
 - per-call time: ``triton.testing.do_bench`` median (host overhead included), or CUDA events
   when triton is missing.
 
-TFLOPS = 2 M N K / t; GB/s = (A + B in FP8 + D in BF16) / t; the roofline floor is
+TFLOPS = 2 M N K / t; GB/s = (A + B + D bytes) / t; the roofline floor is
 max(FLOPs / peak FLOPS, bytes / peak bandwidth) with both peaks measured in the same run
 (cuBLASLt FP8 8192^3 per-tensor scaled, and a 4 GiB device copy).
 """
@@ -29,7 +34,7 @@ import torch
 import dgreg
 from dgreg.reference import dequantize_1d2d
 
-__all__ = ["DENSE_SHAPES", "run_bf16", "run_dense", "run_suite"]
+__all__ = ["DENSE_SHAPES", "GROUPED_SHAPES", "run_bf16", "run_dense", "run_suite"]
 
 #: DeepGEMM's dense table: M x (N, K)
 DENSE_SHAPES = [(m, n, k) for m in (64, 128, 4096)
@@ -38,6 +43,18 @@ DENSE_SHAPES = [(m, n, k) for m in (64, 128, 4096)
 #: DeepGEMM's published H800 TFLOPS for those shapes (same order)
 DEEPGEMM_H800 = [206, 289, 219, 336, 287, 295, 352, 535, 358, 645, 533, 510,
                  1127, 1212, 775, 1520, 1410, 1168]
+#: DeepGEMM's MoE tables: (kind, groups, m per group, N, K) and its published H800 TFLOPS
+GROUPED_SHAPES = [(("contiguous", 4, 8192, 4096, 7168), 1346),
+                  (("contiguous", 4, 8192, 7168, 2048), 1214),
+                  (("contiguous", 8, 4096, 4096, 7168), 1346),
+                  (("contiguous", 8, 4096, 7168, 2048), 1214),
+                  (("masked", 1, 1024, 4096, 7168), 1233), (("masked", 1, 1024, 7168, 2048), 925),
+                  (("masked", 2, 512, 4096, 7168), 1040), (("masked", 2, 512, 7168, 2048), 916),
+                  (("masked", 4, 256, 4096, 7168), 932), (("masked", 4, 256, 7168, 2048), 815)]
+#: (dtype, layout, M, N, K) for the layouts suite
+LAYOUT_SHAPES = [(dtype, layout, m, n, k) for dtype in ("fp8", "bf16")
+                 for m, n, k in ((128, 7168, 7168), (4096, 7168, 2048), (4096, 4096, 7168))
+                 for layout in ("NT", "NN", "TN", "TT")]
 
 _FLUSH: torch.Tensor | None = None
 
@@ -127,7 +144,8 @@ def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
     a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
     d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
     return {
-        "op": "fp8_gemm", "d": d, "limit": 1e-3, "bytes": m * k + n * k + 2 * m * n,
+        "label": (m, n, k), "flops": 2 * m * n * k, "explain": ("fp8_gemm", (m, n, k)),
+        "d": d, "limit": 1e-3, "bytes": m * k + n * k + 2 * m * n,
         "ref": a_ref @ b_ref.T,
         "ours": functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf),
         # B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
@@ -141,63 +159,167 @@ def _prepare_bf16(m: int, n: int, k: int) -> dict[str, Any]:
     a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
     d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-    return {"op": "bf16_gemm", "d": d, "limit": 1e-5, "bytes": 2 * (m * k + n * k) + 2 * m * n,
+    return {"label": (m, n, k), "flops": 2 * m * n * k, "explain": ("bf16_gemm", (m, n, k)),
+            "d": d, "limit": 1e-5, "bytes": 2 * (m * k + n * k) + 2 * m * n,
             "ref": a.double() @ b.double().T, "ours": functools.partial(dgreg.gemm, a, b, d),
             "theirs": functools.partial(torch.mm, a, b.t())}
 
 
-_SUITES = {"fp8": (_prepare_fp8, "cuBLASLt", "FP8"), "bf16": (_prepare_bf16, "cuBLAS", "BF16")}
+def _rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FP8 with one FP32 scale per row (the only recipe torch's grouped GEMM takes)."""
+    scale = x.abs().amax(dim=-1).float().clamp_min(1e-4) / 448.0
+    return (x / scale.unsqueeze(-1)).to(torch.float8_e4m3fn), scale
 
 
-def run_suite(kind: str, shapes: list[tuple[int, int, int]] | None = None, *,
+def _prepare_grouped(kind: str, groups: int, per: int, n: int, k: int) -> dict[str, Any]:
+    """dgreg's M-grouped FP8 1d2d call and torch._scaled_grouped_mm (row-wise scales) on the
+    same BF16 data, each checked against its own float64 reference. Every row is valid (m per
+    group a multiple of 128, masked_m = m per group), so the FLOPs count all rows."""
+    a = torch.randn(groups, per, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(groups, n, k, device="cuda", dtype=torch.bfloat16)
+    pa = [dgreg.per_token_cast_to_fp8(a[g]) for g in range(groups)]
+    pb = [dgreg.per_block_cast_to_fp8(b[g]) for g in range(groups)]
+    a8, a_sf = torch.stack([p[0] for p in pa]), torch.stack([p[1] for p in pa])
+    b8, b_sf = torch.stack([p[0] for p in pb]), torch.stack([p[1] for p in pb])
+    a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
+    d = torch.full((groups, per, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    # torch: A row-wise [G * per, K] (or [G, per, K]), B [G, K, N] column-major, B scales [G, N]
+    ra8, ra_sf = _rowwise_fp8(a)
+    rb8, rb_sf = _rowwise_fp8(b)
+    their_ref = (ra8.double() * ra_sf.double().unsqueeze(-1)) @ \
+        (rb8.double() * rb_sf.double().unsqueeze(-1)).transpose(1, 2)
+    if kind == "masked":
+        masked = torch.full((groups,), per, dtype=torch.int32, device="cuda")
+        ours = functools.partial(dgreg.m_grouped_gemm_masked, a8, b8, d, masked_m=masked,
+                                 expected_m=per, a_scale=a_sf, b_scale=b_sf)
+        problem = dgreg.Problem(per, n, k, groups, expected_m=per)
+        theirs = functools.partial(torch._scaled_grouped_mm, ra8, rb8.transpose(1, 2), ra_sf,
+                                   rb_sf, out_dtype=torch.bfloat16)
+    else:
+        ids = torch.arange(groups, device="cuda", dtype=torch.int32).repeat_interleave(per)
+        ours = functools.partial(dgreg.m_grouped_gemm_contiguous, a8.view(groups * per, k), b8,
+                                 d.view(groups * per, n), grouped_layout=ids,
+                                 a_scale=a_sf.view(groups * per, -1), b_scale=b_sf)
+        problem = dgreg.Problem(groups * per, n, k, groups)
+        offs = torch.arange(1, groups + 1, device="cuda", dtype=torch.int32) * per
+        flat8, flat_sf = ra8.view(groups * per, k), ra_sf.view(groups * per)
+
+        def theirs():
+            return torch._scaled_grouped_mm(flat8, rb8.transpose(1, 2), flat_sf, rb_sf,
+                                            offs=offs, out_dtype=torch.bfloat16).view(groups, per, n)
+    return {"label": (kind, groups, per, n, k), "flops": 2 * groups * per * n * k,
+            "bytes": groups * (per * k + n * k + 2 * per * n), "limit": 1e-3,
+            "explain": (f"m_grouped_fp8_gemm_{kind}", problem), "d": d,
+            "ref": a_ref @ b_ref.transpose(1, 2), "ours": ours, "theirs": theirs,
+            "their_ref": their_ref}
+
+
+def _prepare_layout(dtype: str, layout: str, m: int, n: int, k: int) -> dict[str, Any]:
+    """dgreg in ``layout`` against dgreg in NT on the same data (both checked): the price of
+    making MN-major operands K-major."""
+    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    if dtype == "fp8":
+        a, a_sf = dgreg.per_token_cast_to_fp8(a)
+        b, b_sf = dgreg.per_block_cast_to_fp8(b)
+        a_ref, b_ref = dequantize_1d2d(a, a_sf, b, b_sf)
+    else:
+        a_ref, b_ref = a.double(), b.double()
+        a_sf = b_sf = None
+    nt = dict(a_scale=a_sf, b_scale=b_sf)
+    a_l = a if layout[0] == "N" else a.t().contiguous()
+    b_l = b if layout[1] == "T" else b.t().contiguous()
+    kwargs = dict(layout=layout,
+                  a_scale=a_sf if layout[0] == "N" or a_sf is None else a_sf.t(),
+                  b_scale=b_sf if layout[1] == "T" or b_sf is None else b_sf.t())
+    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    d_nt = torch.empty_like(d)
+    elem = 1 if dtype == "fp8" else 2
+    op = f"{dtype}_gemm"
+
+    def theirs():
+        return dgreg.gemm(a, b, d_nt, **nt)
+
+    return {"label": (dtype, layout, m, n, k), "flops": 2 * m * n * k,
+            "bytes": elem * (m * k + n * k) + 2 * m * n, "limit": 1e-3 if dtype == "fp8" else 1e-5,
+            "explain": (op, dgreg.Problem(m, n, k), {"layout": layout}), "d": d,
+            "ref": a_ref @ b_ref.T, "ours": functools.partial(dgreg.gemm, a_l, b_l, d, **kwargs),
+            "theirs": theirs}
+
+
+def _shapes(kind: str) -> list[tuple[tuple[Any, ...], float | None]]:
+    if kind == "grouped":
+        return GROUPED_SHAPES
+    if kind == "layouts":
+        return [(shape, None) for shape in LAYOUT_SHAPES]
+    published = DEEPGEMM_H800 if kind == "fp8" else [None] * len(DENSE_SHAPES)
+    return list(zip(DENSE_SHAPES, published, strict=True))
+
+
+#: suite -> (prepare(*shape), the library compared, its label, the peak to measure)
+_SUITES = {"fp8": (_prepare_fp8, "cuBLASLt", "fp8"), "bf16": (_prepare_bf16, "cuBLAS", "bf16"),
+           "grouped": (_prepare_grouped, "torch-grouped", "fp8"),
+           "layouts": (_prepare_layout, "dgreg NT", "fp8")}
+
+
+def _label(shape: tuple[Any, ...]) -> str:
+    return " ".join(f"{v:>6}" if isinstance(v, int) else f"{v:>10}" for v in shape)
+
+
+def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """dgreg.gemm against the vendor library on ``shapes`` (default DeepGEMM's dense table)."""
-    prepare, vendor, label = _SUITES[kind]
-    published = kind == "fp8" and shapes is None
-    shapes = shapes or DENSE_SHAPES
-    peaks = measure_peaks(kind)
+    """dgreg against the library of the suite on ``shapes`` (default: the suite's table)."""
+    prepare, vendor, peak_kind = _SUITES[kind]
+    table = _shapes(kind) if shapes is None else [(shape, None) for shape in shapes]
+    published = any(p is not None for _, p in table)
+    peaks = measure_peaks(peak_kind)
     device = torch.cuda.get_device_name()
-    log(f"device {device}; measured peaks: {label} {peaks['peak_tflops']:.0f} TFLOPS ({vendor} "
-        f"8192^3), copy {peaks['peak_gbps']:.0f} GB/s")
-    header = (f"{'M':>5} {'N':>6} {'K':>6} | {'dgreg us':>8} {'TFLOPS':>7} {'GB/s':>6} {'roof':>5} | "
-              f"{vendor + ' us':>12} {'TFLOPS':>7} | {'x ' + vendor:>11} | {'call us':>7} "
-              f"{vendor:>8} {'x':>5}" + (f" | {'DG H800':>7}" if published else ""))
+    log(f"device {device}; measured peaks: {peak_kind.upper()} {peaks['peak_tflops']:.0f} TFLOPS "
+        f"(8192^3), copy {peaks['peak_gbps']:.0f} GB/s")
+    width = len(_label(table[0][0]))
+    header = (f"{'shape':>{width}} | {'dgreg us':>8} {'TFLOPS':>7} {'GB/s':>6} {'roof':>5} | "
+              f"{vendor + ' us':>16} {'TFLOPS':>7} | {'x ' + vendor:>15} | {'call us':>7} "
+              f"{vendor:>13} {'x':>5}" + (f" | {'DG H800':>7}" if published else ""))
     log(header)
     log("-" * len(header))
     rows = []
-    for index, (m, n, k) in enumerate(shapes):
-        case = prepare(m, n, k)
+    for shape, deepgemm in table:
+        case = prepare(*shape)
         ours, theirs = case["ours"], case["theirs"]
+        what = "/".join(map(str, shape))
         ours()
-        diff = _check(case["d"], case["ref"], f"dgreg m{m}n{n}k{k}", case["limit"])
+        diff = _check(case["d"], case["ref"], f"dgreg {what}", case["limit"])
         try:
-            their_diff = _check(theirs(), case["ref"], f"{vendor} m{m}n{n}k{k}", case["limit"])
-        except (RuntimeError, AssertionError, ValueError) as exc:
+            their_diff = _check(theirs(), case.get("their_ref", case["ref"]), f"{vendor} {what}",
+                                case["limit"])
+        except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
             theirs, their_diff = None, f"unavailable: {str(exc).splitlines()[0][:160]}"
-            log(f"  {vendor} m{m}n{n}k{k}: {their_diff}")
-        flops, nbytes = 2 * m * n * k, case["bytes"]
+            log(f"  {vendor} {what}: {their_diff}")
+        flops, nbytes = case["flops"], case["bytes"]
         floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
         t_ours, names = kernel_time_us(ours)
         c_ours = call_time_us(ours)
         t_theirs = kernel_time_us(theirs)[0] if theirs else math.nan
         c_theirs = call_time_us(theirs) if theirs else math.nan
+        op, problem, *fields = case["explain"]
+        config = dgreg.explain(op, problem, file=None, **(fields[0] if fields else {})).choice.config
         row = {
-            "m": m, "n": n, "k": k, "calc_diff": diff, "cublas_calc_diff": their_diff,
-            "kernel_us": t_ours, "call_us": c_ours, "cublas_kernel_us": t_theirs,
-            "cublas_call_us": c_theirs, "tflops": flops / t_ours / 1e6,
+            "shape": list(shape), "calc_diff": diff, "vendor_calc_diff": their_diff,
+            "kernel_us": t_ours, "call_us": c_ours, "vendor_kernel_us": t_theirs,
+            "vendor_call_us": c_theirs, "tflops": flops / t_ours / 1e6,
             "gbps": nbytes / t_ours / 1e3, "roofline": floor_us / t_ours,
-            "cublas_tflops": flops / t_theirs / 1e6, "speedup_kernel": t_theirs / t_ours,
-            "speedup_call": c_theirs / c_ours, "kernels": names,
-            "config": repr(dgreg.explain(case["op"], (m, n, k), file=None).choice.config),
+            "vendor_tflops": flops / t_theirs / 1e6, "speedup_kernel": t_theirs / t_ours,
+            "speedup_call": c_theirs / c_ours, "kernels": names, "config": repr(config),
         }
-        if published:
-            row["deepgemm_h800_tflops"] = DEEPGEMM_H800[index]
+        if kind in ("fp8", "bf16"):
+            row.update(m=shape[0], n=shape[1], k=shape[2])
+        if deepgemm is not None:
+            row["deepgemm_h800_tflops"] = deepgemm
         rows.append(row)
-        log(f"{m:>5} {n:>6} {k:>6} | {t_ours:8.1f} {row['tflops']:7.0f} {row['gbps']:6.0f} "
-            f"{row['roofline']:5.0%} | {t_theirs:12.1f} {row['cublas_tflops']:7.0f} | "
-            f"{row['speedup_kernel']:10.2f}x | {c_ours:7.1f} {c_theirs:8.1f} "
-            f"{row['speedup_call']:4.2f}x" + (f" | {row['deepgemm_h800_tflops']:>7}" if published
-                                               else ""))
+        log(f"{_label(shape)} | {t_ours:8.1f} {row['tflops']:7.0f} {row['gbps']:6.0f} "
+            f"{row['roofline']:5.0%} | {t_theirs:16.1f} {row['vendor_tflops']:7.0f} | "
+            f"{row['speedup_kernel']:14.2f}x | {c_ours:7.1f} {c_theirs:13.1f} "
+            f"{row['speedup_call']:4.2f}x" + (f" | {deepgemm:>7}" if deepgemm is not None else ""))
 
     def geo(key: str) -> float:
         values = [math.log(r[key]) for r in rows if r[key] == r[key] and r[key] > 0]
@@ -208,7 +330,7 @@ def run_suite(kind: str, shapes: list[tuple[int, int, int]] | None = None, *,
     log(f"geometric mean: {summary['geomean_tflops']:.0f} TFLOPS; x {vendor} kernel "
         f"{summary['geomean_speedup_kernel']:.2f}, per call {summary['geomean_speedup_call']:.2f}")
     return {"device": device, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "suite": kind, "peaks": peaks, "rows": rows, "summary": summary}
+            "suite": kind, "vendor": vendor, "peaks": peaks, "rows": rows, "summary": summary}
 
 
 def run_dense(shapes: list[tuple[int, int, int]] | None = None, *,
@@ -230,19 +352,17 @@ def plot(result: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    labels = [f"{r['m']}x{r['n']}x{r['k']}" for r in rows]
+    labels = ["x".join(map(str, r["shape"])) for r in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(12, 4.5))
     ax.bar([i - 0.27 for i in x], [r["tflops"] for r in rows], 0.27, label="dgreg")
-    ax.bar(list(x), [r["cublas_tflops"] for r in rows], 0.27,
-           label="cuBLASLt (_scaled_mm)" if "deepgemm_h800_tflops" in rows[0] else "cuBLAS (torch.mm)")
+    ax.bar(list(x), [r["vendor_tflops"] for r in rows], 0.27, label=result["vendor"])
     if rows[0].get("deepgemm_h800_tflops"):
         ax.bar([i + 0.27 for i in x], [r["deepgemm_h800_tflops"] for r in rows], 0.27,
                label="DeepGEMM (published, H800)")
     ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("TFLOPS (kernel time)")
-    kind = "FP8 1d2d" if "deepgemm_h800_tflops" in rows[0] else "BF16"
-    ax.set_title(f"{kind} NT GEMM on {result['device']}")
+    ax.set_title(f"dgreg bench {result['suite']} on {result['device']}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -35,7 +35,7 @@ _KERNEL_ID_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 def _kernel_id(instance: object, attribute: attrs.Attribute, value: object) -> None:
     if not isinstance(value, str) or not _KERNEL_ID_RE.match(value):
         raise ValueError(
-            f"'kernel_id' must be dotted lower-case words such as 'sm90.fp8_gemm_1d2d' (got {value!r})")
+            f"'kernel_id' must be dotted lower-case words such as 'sm90.fp8_gemm' (got {value!r})")
 
 
 def _optional_callable(instance: object, attribute: attrs.Attribute, value: object) -> None:

@@ -185,9 +185,10 @@ def test_on_the_real_sm90_kernel_nvcc_13_already_interleaves(tmp_path):
     from dgreg_sm90 import codegen
     from dgreg_sm90.config import Sm90GemmConfig
 
-    cubin = compile_source(codegen.gemm_source(Sm90GemmConfig(256, 128, 3, 132)), tmp_path).cubin
-    words = Cubin(cubin).instructions(codegen.ENTRY)
-    ffmas = [x for x in listing(disassemble(cubin))[codegen.ENTRY] if x.opcode == "FFMA"]
+    source = codegen.gemm_source(Sm90GemmConfig(256, 128, 3, 132))
+    cubin = compile_source(source, tmp_path).cubin
+    words = Cubin(cubin).instructions(source.entry)
+    ffmas = [x for x in listing(disassemble(cubin))[source.entry] if x.opcode == "FFMA"]
     yielding = sum(1 for x in ffmas if control.get(words[x.offset // 16].high, "yield") == 0)
     assert len(ffmas) >= 128 and yielding >= len(ffmas) // 3
     result = interleave.apply(cubin)

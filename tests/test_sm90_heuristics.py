@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
@@ -58,8 +59,8 @@ def test_every_choice_is_legal(m, n, k):
     assert heuristics.legal(cfg.block_m, cfg.block_n, cfg.split_k) is None
     bf16 = heuristics.choose(m, n, k, H100_SMS, dtype="bf16").config
     assert heuristics.legal(bf16.block_m, bf16.block_n, bf16.split_k, "bf16") is None
-    assert heuristics.smem_bytes(bf16.block_m, bf16.block_n, bf16.stages) <= heuristics.SMEM_LIMIT
-    assert heuristics.smem_bytes(cfg.block_m, cfg.block_n, cfg.stages) <= heuristics.SMEM_LIMIT
+    assert heuristics.smem_bytes(bf16) <= heuristics.SMEM_LIMIT
+    assert heuristics.smem_bytes(cfg) <= heuristics.SMEM_LIMIT
     k_blocks = -(-k // 128)
     assert cfg.split_k == 1 or 2 * cfg.split_k <= k_blocks
     assert 1 <= cfg.num_sms <= H100_SMS
@@ -95,6 +96,8 @@ def test_source_bakes_every_config_value():
     for define in ("#define BLOCK_M 128", "#define BLOCK_N 96", "#define STAGES 5",
                    "#define NUM_MATH_WG 2", "#define M_SUB 1", "#define SPLIT_K 3",
                    "#define IS_FP8 1", "#define KERNEL_NAME sm90_fp8_gemm_1d2d",
+                   "#define SFB_ROWS 0", "#define GROUPED 0", "#define OUT_F32 0",
+                   "#define WITH_C 0",
                    f"#define SMEM_REQUESTED {codegen.smem_bytes(Sm90GemmConfig(128, 96, 5, 132, 3))}"):
         assert define in src.code
     assert set(src.headers) == set(codegen.HEADERS) and src.arch == "sm_90a"
@@ -111,12 +114,14 @@ def test_bf16_takes_wide_tiles_without_promotion_registers():
     assert small.block_m == 64 and small.split_k > 1
 
 
-def test_grouped_configs_stay_in_one_expert():
+def test_grouped_configs_take_large_tiles_and_no_split():
     for dtype in ("fp8", "bf16"):
         cfg = heuristics.choose(32768, 4096, 7168, H100_SMS, dtype=dtype, grouped=True).config
-        assert cfg.grouped and cfg.block_m in (64, 128) and cfg.split_k == 1
-        assert heuristics.smem_bytes(cfg.block_m, cfg.block_n, cfg.stages, True) <= \
-            heuristics.SMEM_LIMIT
+        # as for the dense kernel of this size: two 64-row sub-tiles per math warpgroup
+        assert cfg.grouped and cfg.block_m == 256 and cfg.split_k == 1
+        small = heuristics.choose(64, 4096, 7168, H100_SMS, dtype=dtype, grouped=True).config
+        assert small.split_k == 1
+        assert heuristics.smem_bytes(cfg) <= heuristics.SMEM_LIMIT
         src = codegen.gemm_source(cfg)
         assert "#define GROUPED 1" in src.code and src.entry.startswith("sm90_m_grouped_")
 
@@ -126,3 +131,64 @@ def test_masked_configs_use_every_sm_and_compile_masked():
     assert cfg.masked and cfg.grouped and cfg.num_sms == H100_SMS and cfg.split_k == 1
     src = codegen.gemm_source(cfg)
     assert "#define GROUPED 2" in src.code and src.entry == "sm90_m_grouped_masked_fp8_gemm_1d2d"
+
+
+def test_variant_entries_and_defines():
+    base = Sm90GemmConfig(128, 128, 4, 132)
+    cases = {
+        attrs.evolve(base, sfb_rows=True, out_f32=True, with_c=True):
+            ("sm90_fp8_gemm_1d1d_f32_acc", ("#define SFB_ROWS 1", "#define OUT_F32 1",
+                                             "#define WITH_C 1", "#define GROUPED 0")),
+        attrs.evolve(base, k_grouped=True, sfb_rows=True, out_f32=True):
+            ("sm90_k_grouped_fp8_gemm_1d1d_f32", ("#define GROUPED 3", "#define WITH_C 0")),
+        attrs.evolve(base, dtype="bf16", k_grouped=True, out_f32=True, with_c=True):
+            ("sm90_k_grouped_bf16_gemm_f32_acc", ("#define IS_FP8 0", "#define GROUPED 3")),
+        attrs.evolve(base, grouped=True, masked=True, sfb_rows=True):
+            ("sm90_m_grouped_masked_fp8_gemm_1d1d", ("#define GROUPED 2", "#define SFB_ROWS 1")),
+    }
+    for cfg, (entry, defines) in cases.items():
+        src = codegen.gemm_source(cfg)
+        assert src.entry == entry and f"#define KERNEL_NAME {entry}" in src.code
+        for define in defines:
+            assert define in src.code, (cfg, define)
+    # the grid size is a launch parameter: configs differing only by it share one source
+    assert codegen.gemm_source(base).code == codegen.gemm_source(attrs.evolve(base, num_sms=77)).code
+
+
+def test_bad_variants_are_refused():
+    with pytest.raises(ValueError, match="FP8 recipe"):
+        Sm90GemmConfig(128, 128, 4, 132, dtype="bf16", sfb_rows=True)
+    with pytest.raises(ValueError, match="FP32"):
+        Sm90GemmConfig(128, 128, 4, 132, k_grouped=True)
+
+
+def test_epilogue_and_shared_memory_follow_the_variant():
+    """FP32 D or a C skip the staged tile; 1d1d adds each stage's B scales, 128-byte aligned."""
+    tma = Sm90GemmConfig(128, 128, 4, 132)
+    direct = attrs.evolve(tma, out_f32=True)
+    padded = Sm90GemmConfig(128, 120, 4, 132)
+    assert (tma.epilogue, direct.epilogue, padded.epilogue) == ("tma", "direct", "smem")
+    assert attrs.evolve(tma, with_c=True).epilogue == "direct"
+    assert attrs.evolve(tma, grouped=True).epilogue == "smem"
+    # 128 x 128 BF16 staging (32 KiB) is what the direct epilogue saves
+    assert heuristics.smem_bytes(tma) - heuristics.smem_bytes(direct) == 128 * 128 * 2
+    # 120 columns of FP32 scales = 480 bytes, padded to 512, per stage
+    rows = attrs.evolve(padded, sfb_rows=True)
+    assert heuristics.smem_bytes(rows) - heuristics.smem_bytes(padded) == 4 * 512
+    assert heuristics.stages_for(direct, 7168) >= heuristics.stages_for(tma, 7168)
+
+
+def test_1d1d_caps_block_n_and_k_grouped_counts_every_group():
+    assert heuristics.legal(128, 168, 1, "fp8", sfb_rows=True) is not None
+    assert heuristics.legal(128, 160, 1, "fp8", sfb_rows=True) is None
+    cfg = heuristics.choose(4096, 7168, 7168, H100_SMS, sfb_rows=True, out_f32=True,
+                            with_c=True).config
+    assert cfg.block_n <= heuristics.MAX_BLOCK_N_SFB_ROWS and cfg.sfb_rows and cfg.with_c
+    # 4 groups of a 256 x 384 weight gradient: one 128 x 192 tile layout gives 2 x 2 tiles per
+    # group, 16 in all; the work units must count all four groups
+    choice = heuristics.choose(256, 384, 2048, H100_SMS, k_grouped=True, sfb_rows=True,
+                               out_f32=True, batch=4)
+    c = choice.config
+    per_group = -(-256 // c.block_m) * -(-384 // c.block_n)
+    assert choice.figures["work_units"] == 4 * per_group * c.split_k
+    assert c.num_sms == min(H100_SMS, 4 * per_group * c.split_k)

@@ -20,6 +20,7 @@ from dgreg.device import preset
 from dgreg.jit import KernelCache, build
 from dgreg.registry import get_registry
 from dgreg.sass import disassemble, find_tool, summarize
+from dgreg_sm90 import codegen
 
 ROOT = Path(__file__).resolve().parents[1] / "specs"
 
@@ -40,7 +41,9 @@ def _sm90_plans():
                         continue
                     res = dgreg.resolve(inst.spec, device, inst.problem, plugin="sm90")
                     if res.chosen is not None and res.chosen.plugin == "sm90":
-                        plans.setdefault(res.kernel_key, (res, inst.id))
+                        # one compile per distinct source (the grid size is not in it)
+                        source = codegen.gemm_source(res.choice.config)
+                        plans.setdefault(source.code, (res, inst.id))
     return plans
 
 

@@ -5,17 +5,36 @@ from __future__ import annotations
 
 import attrs
 
+#: grouping -> the kernel's GROUPED constant
+GROUPINGS = {"": 0, "contiguous": 1, "masked": 2, "k": 3}
+
 
 @attrs.frozen
 class Sm90GemmConfig:
     block_m: int  # 64 (one math warpgroup), 128 (two), 256 (two, two 64-row sub-tiles each)
-    block_n: int  # a multiple of 8, at most 160
+    block_n: int  # a multiple of 8, at most 192 (FP8) or 256 (BF16)
     stages: int  # depth of the TMA ring
     num_sms: int  # CTAs of the persistent grid
     split_k: int = 1  # work units sharing one tile's K blocks (reduced through a workspace)
-    dtype: str = "fp8"  # operands: "fp8" (e4m3, 1d2d scales) or "bf16"
+    dtype: str = "fp8"  # operands: "fp8" (e4m3, scaled) or "bf16"
     grouped: bool = False  # M-grouped (MoE): B per expert; rows tagged by expert, or masked
     masked: bool = False  # M-grouped masked: [G, M_max] rows, valid counts on the device
+    k_grouped: bool = False  # K-grouped (MoE weight gradient): D [G, M, N] over K slices
+    sfb_rows: bool = False  # FP8 B scales per row and 128 K (1d1d), else per 128x128 block
+    out_f32: bool = False  # D in FP32, else BF16
+    with_c: bool = False  # D = C + A @ B (C in BF16 or FP32, told at launch)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sfb_rows and self.dtype != "fp8":
+            raise ValueError("sfb_rows (per-row B scales) is an FP8 recipe")
+        if self.k_grouped and (self.grouped or not self.out_f32):
+            raise ValueError("a K-grouped config is not M-grouped and writes FP32")
+
+    @property
+    def grouping(self) -> str:
+        if self.k_grouped:
+            return "k"
+        return ("masked" if self.masked else "contiguous") if self.grouped else ""
 
     @property
     def num_math_wg(self) -> int:
@@ -29,8 +48,19 @@ class Sm90GemmConfig:
     def threads(self) -> int:
         return 128 * (self.num_math_wg + 1)
 
+    @property
+    def epilogue(self) -> str:
+        """How D is written (as the kernel decides): "tma", "smem" or "direct"."""
+        if self.out_f32 or self.with_c:
+            return "direct"
+        return "tma" if self.block_n % 64 == 0 and not self.grouped else "smem"
+
     def __repr__(self) -> str:
-        split = f", split_k={self.split_k}" if self.split_k > 1 else ""
-        split += (", masked" if self.masked else ", grouped") if self.grouped else ""
+        extra = f", split_k={self.split_k}" if self.split_k > 1 else ""
+        extra += {"": "", "contiguous": ", grouped", "masked": ", masked",
+                  "k": ", k_grouped"}[self.grouping]
+        extra += ", sfb_rows" if self.sfb_rows else ""
+        extra += ", out_f32" if self.out_f32 else ""
+        extra += ", with_c" if self.with_c else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
-                f"stages={self.stages}, num_sms={self.num_sms}{split})")
+                f"stages={self.stages}, num_sms={self.num_sms}{extra})")

@@ -29,44 +29,53 @@ MAX_ACC_REGS = 192
 BLOCK_MS = (64, 128, 256)
 BLOCK_NS = tuple(range(16, 193, 8))
 BLOCK_NS_BF16 = tuple(range(16, 257, 8))
+# FP8 with per-row B scales (1d1d): each thread also holds its columns' scales
+MAX_BLOCK_N_SFB_ROWS = 160
 
 
-def stage_bytes(block_m: int, block_n: int) -> int:
-    """A and B tiles (128 bytes of K per row either dtype) and the FP8 A scales."""
-    return block_m * 128 + block_n * 128 + block_m * 4
+def stage_bytes(block_m: int, block_n: int, sfb_rows: bool = False) -> int:
+    """A and B tiles (128 bytes of K per row either dtype), the FP8 A scales and, for the
+    1d1d recipe, B's per-row scales (each stage's slice 128-byte aligned for the TMA)."""
+    return block_m * 128 + block_n * 128 + block_m * 4 + (-(-block_n * 4 // 128) * 128 if sfb_rows else 0)
 
 
-def epilogue_bytes(block_m: int, block_n: int, grouped: bool = False) -> int:
-    """The BF16 output tile: dense for the TMA store (block_n % 64 == 0, not grouped), else rows
-    padded by 16 bytes; plus up to 1 KiB of alignment before it."""
-    dense = block_n % 64 == 0 and not grouped
-    return block_m * (block_n * 2 + (0 if dense else 16)) + 1024
+def epilogue_bytes(block_m: int, block_n: int, epilogue: str) -> int:
+    """The staged BF16 output tile: dense for the TMA store, rows padded by 16 bytes for the
+    coalesced stores, none when threads store straight from registers; plus up to 1 KiB of
+    alignment before it."""
+    staged = {"tma": block_m * block_n * 2, "smem": block_m * (block_n * 2 + 16), "direct": 0}
+    return staged[epilogue] + 1024
 
 
-def smem_bytes(block_m: int, block_n: int, stages: int, grouped: bool = False) -> int:
+def smem_bytes(config: Sm90GemmConfig) -> int:
     """Dynamic shared memory the kernel asks for (covers the kernel's layout)."""
-    return stages * (stage_bytes(block_m, block_n) + 16) + \
-        epilogue_bytes(block_m, block_n, grouped) + SMEM_SPARE + 16
+    return config.stages * (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16) + \
+        epilogue_bytes(config.block_m, config.block_n, config.epilogue) + SMEM_SPARE + 16
 
 
 def block_k(dtype: str) -> int:
     return 128 if dtype == "fp8" else 64  # 128 bytes of K either way
 
 
-def stages_for(block_m: int, block_n: int, k: int, smem_limit: int = SMEM_LIMIT,
-               dtype: str = "fp8", grouped: bool = False) -> int:
-    budget = smem_limit - SMEM_SPARE - 16 - epilogue_bytes(block_m, block_n, grouped)
-    fit = budget // (stage_bytes(block_m, block_n) + 16)
-    k_blocks = max(1, -(-k // block_k(dtype)))
+def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT) -> int:
+    """The deepest ring that fits next to the epilogue (at most one stage per K block)."""
+    budget = smem_limit - SMEM_SPARE - 16 - epilogue_bytes(config.block_m, config.block_n,
+                                                             config.epilogue)
+    fit = budget // (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16)
+    k_blocks = max(1, -(-k // block_k(config.dtype)))
     return max(0, min(MAX_STAGES, fit, max(2, k_blocks)))
 
 
-def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8") -> str | None:
+def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8",
+          sfb_rows: bool = False) -> str | None:
     m_sub = 2 if block_m == 256 else 1
     if dtype == "bf16":  # no partial accumulator: the wgmma accumulates into the totals
         regs = m_sub * block_n // 2
         limit = MAX_ACC_REGS - 16 if split_k > 1 else MAX_ACC_REGS
         return None if regs <= limit else f"{regs} accumulator registers per thread > {limit}"
+    if sfb_rows and block_n > MAX_BLOCK_N_SFB_ROWS:
+        return (f"block_n {block_n} > {MAX_BLOCK_N_SFB_ROWS}: per-column B scales need "
+                f"registers of their own")
     regs = (m_sub + 1) * block_n // 2
     # Measured with nvcc 13.0 (tests/test_sm90_sass.py checks every picked config): the
     # split-K reduction needs a few registers of its own, and block_m 64 with block_n 192
@@ -78,8 +87,12 @@ def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8") -> s
     return None
 
 
+def _units(m: int, n: int, config: Sm90GemmConfig, batch: int) -> int:
+    return -(-m // config.block_m) * -(-n // config.block_n) * config.split_k * batch
+
+
 def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
-           dtype: str = "fp8", grouped: bool = False) -> ConfigChoice:
+           variant: Sm90GemmConfig, batch: int = 1) -> ConfigChoice:
     """The config ``DGREG_SM90_CONFIG`` asks for (``block_m=128,block_n=192[,stages=5]``)."""
     fields = {}
     for part in text.split(","):
@@ -91,17 +104,18 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
         fields[name.strip()] = int(value)
     block_m, block_n = fields.get("block_m", 128), fields.get("block_n", 128)
     split = fields.get("split_k", 1)
-    problem = legal(block_m, block_n, split, dtype)
-    if grouped and (block_m > 128 or split > 1):
-        problem = "M-grouped kernels take block_m 64 or 128 and no split-K"
+    problem = legal(block_m, block_n, split, variant.dtype, variant.sfb_rows)
+    if variant.grouped and split > 1:
+        problem = "M-grouped kernels are not split along K"
     if block_m not in BLOCK_MS or block_n % 8 or not 8 <= block_n <= 256 or split < 1 or problem:
         raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n}, "
-                         f"split_k={split} is not a legal SM90 FP8 config "
+                         f"split_k={split} is not a legal SM90 {variant.dtype} config "
                          f"({problem or 'see heuristics.BLOCK_MS'})")
-    stages = fields.get("stages") or stages_for(block_m, block_n, k, smem_limit, dtype, grouped)
-    units = -(-m // block_m) * -(-n // block_n) * split
-    return ConfigChoice(Sm90GemmConfig(block_m, block_n, stages, min(num_sms, units), split,
-                                       dtype, grouped),
+    config = attrs.evolve(variant, block_m=block_m, block_n=block_n, split_k=split)
+    stages = fields.get("stages") or stages_for(config, k, smem_limit)
+    units = _units(m, n, config, batch)
+    grid = num_sms if variant.masked else min(num_sms, units)
+    return ConfigChoice(attrs.evolve(config, stages=stages, num_sms=grid),
                         {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
 
 
@@ -119,11 +133,16 @@ TIE_MARGIN = 1.04
 
 
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
-                split: int, dtype: str = "fp8") -> tuple[float, int, int]:
-    """(predicted kernel time in ns, work units, waves) of one config."""
+                split: int, dtype: str = "fp8", *, batch: int = 1, out_bytes: int = 2,
+                c_bytes: int = 0) -> tuple[float, int, int]:
+    """(predicted kernel time in ns, work units, waves) of one config.
+
+    ``batch`` independent ``m x n x k`` problems (K-grouped: the groups, ``k`` their mean K);
+    D elements of ``out_bytes``, plus ``c_bytes`` per element read from an accumulator C.
+    """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
-    tiles = -(-m // block_m) * -(-n // block_n)
+    tiles = -(-m // block_m) * -(-n // block_n) * batch
     units = tiles * split
     waves = -(-units // num_sms)
     # With one 64-row sub-tile per warpgroup the promotion FFMAs stall the tensor core more
@@ -133,59 +152,67 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
     per_k_block = max((block_m + block_n) * 128 / L2_BYTES_PER_NS,
                       2 * block_m * block_n * bk / (flops * mma_efficiency))
-    epilogue = block_m * block_n * 2 / L2_BYTES_PER_NS
+    epilogue = block_m * block_n * (out_bytes + c_bytes) / L2_BYTES_PER_NS
     if split > 1:  # write the FP32 partial; the last unit reads the others back
         epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
     unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
     if split > 1:
         unit += SPLIT_FIXED_NS
     elem = 1 if dtype == "fp8" else 2
-    floor = ((m * k + n * k) * elem + 2 * m * n) / HBM_BYTES_PER_NS
+    floor = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n) / HBM_BYTES_PER_NS
     return max(waves * unit, floor), units, waves
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
-           dtype: str = "fp8", grouped: bool = False, masked: bool = False) -> ConfigChoice:
+           dtype: str = "fp8", grouped: bool = False, masked: bool = False, *,
+           k_grouped: bool = False, sfb_rows: bool = False, out_f32: bool = False,
+           with_c: bool = False, batch: int = 1) -> ConfigChoice:
     """The best config for an ``m x n x k`` problem on ``num_sms`` SMs, with the runners-up.
 
-    For the masked kernel ``m`` is the rows expected over all experts (G x expected_m).
+    For the masked kernel ``m`` is the rows expected over all experts (G x expected_m); for
+    the K-grouped kernel ``batch`` is the number of groups and ``k`` their mean K.
 
     Candidates are scored by :func:`estimate_ns`; split-K is considered only when the tiles
     alone leave SMs idle, with at least 2 K blocks per unit.
     """
     if num_sms < 1:
         raise ValueError(f"num_sms must be positive (got {num_sms})")
-    override = settings.get("DGREG_SM90_CONFIG")
     grouped = grouped or masked
+    variant = Sm90GemmConfig(128, 128, 2, num_sms, 1, dtype, grouped, masked, k_grouped,
+                             sfb_rows, out_f32, with_c)
+    override = settings.get("DGREG_SM90_CONFIG")
     if override:
-        choice = forced(override, m, n, k, num_sms, smem_limit, dtype, grouped)
-        return attrs.evolve(choice, config=attrs.evolve(choice.config, masked=masked))
+        return forced(override, m, n, k, num_sms, smem_limit, variant, batch)
     k_blocks = max(1, -(-k // block_k(dtype)))
+    out_bytes = 4 if out_f32 else 2
+    c_bytes = 4 if with_c else 0  # FP32 C, the common case (BF16 C reads half)
     scored = []
-    # M-grouped tiles must stay inside one expert's 128-row blocks, and are not split
-    for block_m in (64, 128) if grouped else BLOCK_MS:
+    # M-grouped kernels are not split; a 256-row contiguous tile covering two experts runs
+    # twice (rare: only at expert boundaries that are not 256-aligned; not modelled)
+    for block_m in BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
             continue  # a smaller block_m covers m with less waste
         for block_n in BLOCK_NS if dtype == "fp8" else BLOCK_NS_BF16:
-            if legal(block_m, block_n, 1, dtype):
+            if legal(block_m, block_n, 1, dtype, sfb_rows):
                 continue
-            stages = stages_for(block_m, block_n, k, smem_limit, dtype, grouped)
+            config = attrs.evolve(variant, block_m=block_m, block_n=block_n)
+            stages = stages_for(config, k, smem_limit)
             if stages < 2:
                 continue
-            tiles = -(-m // block_m) * -(-n // block_n)
+            tiles = -(-m // block_m) * -(-n // block_n) * batch
             for split in SPLITS:
                 if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
-                if legal(block_m, block_n, split, dtype):
+                if legal(block_m, block_n, split, dtype, sfb_rows):
                     continue
-                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype)
+                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype,
+                                               batch=batch, out_bytes=out_bytes, c_bytes=c_bytes)
                 # masked: the real tile count is only known on the device, use every SM
                 grid = num_sms if masked else min(num_sms, units)
-                config = Sm90GemmConfig(block_m, block_n, stages, grid, split, dtype, grouped,
-                                        masked)
-                scored.append(((ns, waves, -block_n, block_m, split), config, units, waves, ns))
+                picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split)
+                scored.append(((ns, waves, -block_n, block_m, split), picked, units, waves, ns))
     if not scored:
-        raise ValueError(f"no SM90 FP8 config fits m={m} n={n} k={k}")
+        raise ValueError(f"no SM90 {dtype} config fits m={m} n={n} k={k}")
     scored.sort(key=lambda item: item[0])
     # The model cannot tell candidates within a few percent apart; among those, the largest
     # tile moves the fewest bytes per FLOP, which held up best in measurements.
@@ -199,8 +226,9 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
         "work_units": units,
         "waves": waves,
         "last_wave_sm_utilisation": round((units - (waves - 1) * num_sms) / num_sms, 3),
-        "smem_bytes": smem_bytes(best.block_m, best.block_n, best.stages, best.grouped),
+        "smem_bytes": smem_bytes(best),
         "threads": best.threads,
+        "epilogue": best.epilogue,
     }
     alternatives = tuple(
         (cfg, ns_ / 1e3, f"predicted {ns_ / 1e3:.1f} us, {units_} units, {waves_} wave(s)")

@@ -9,9 +9,11 @@ from dgreg.errors import DgregError
 from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90GemmConfig
 
-ARG_TYPES = (None, None, None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong,
-             ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int)
+_P, _I64, _I32 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
+# the kernel's parameters (sm90_gemm.cuh): five tensor maps, B block scales and strides, D and
+# C with their row and group strides, sizes, the grouping array, the split-K workspace
+ARG_TYPES = (None, None, None, None, None, _P, _I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64,
+             _I32, _I32, _I32, _I32, _I32, _I32, _P, _P, _P)
 
 # Split-K workspaces, one per (device, stream, size): concurrent launches on different
 # streams must not share partial tiles or counters. Counters start at zero and the kernel
@@ -59,28 +61,78 @@ def _flat(name: str, x, rows: int):
     return x.reshape(rows, x.shape[2]) if x.is_contiguous() else x.view(rows, x.shape[2])
 
 
-def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1) -> LaunchSpec:
-    """Launch description for calls of one shape; for the masked kernel ``m`` is M_max."""
+def k_major(x):
+    """``x`` ([.., rows, K]) with stride 1 along K: the wgmma reads FP8 operands K-major only,
+    so an MN-major operand (layouts NN, TN, TT) is transposed by one copy before the launch."""
+    return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()
+
+
+def k_grouped_operand(x, ks: tuple[int, ...], block: int):
+    """The K-grouped operand ([MN, sum K], MN-major as passed) K-major, each group's K slice
+    starting at a multiple of ``block`` (zero padding between groups when a K is not a
+    multiple of it), so that no K block of the kernel straddles two groups."""
+    import torch
+
+    if all(k % block == 0 for k in ks):
+        return x.contiguous()
+    padded = [-(-k // block) * block for k in ks]
+    out = torch.zeros(x.shape[0], sum(padded), dtype=x.dtype, device=x.device)
+    src = dst = 0
+    for k, width in zip(ks, padded, strict=True):
+        out[:, dst:dst + k] = x[:, src:src + k]
+        src, dst = src + k, dst + width
+    return out
+
+
+def block_offsets(ks: tuple[int, ...], block: int) -> list[int]:
+    """Each group's first K block, and the end: [0, b0, b0 + b1, ...] (len G + 1)."""
+    offsets = [0]
+    for k in ks:
+        offsets.append(offsets[-1] + -(-k // block))
+    return offsets
+
+
+def _out_strides(x, grouped: bool) -> tuple[int, int]:
+    """(row stride, group stride) of D or C ([M, N] or, K-grouped, [G, M, N])."""
+    if grouped:
+        return x.stride(1), x.stride(0)
+    return x.stride(0), 0
+
+
+def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
+                group_ks: tuple[int, ...] | None = None) -> LaunchSpec:
+    """Launch description for calls of one shape; for the masked kernel ``m`` is M_max, for the
+    K-grouped one ``k`` is the sum of ``group_ks``."""
+    import torch
+
     from dgreg.jit.launch import raw_stream_getter
     from dgreg.jit.tma import tensor_map
-    from dgreg.layout import get_mn_major_tma_aligned_tensor
+    from dgreg.layout import get_mn_major_tma_aligned_tensor, unpack_ue8m0_from_int
 
     bm, bn = config.block_m, config.block_n
     m_per_group = m
     if config.masked:  # A, its scales and D seen as [G * M_max, *]
         m = groups * m_per_group
-    m_pad = _tma_aligned(m)
-    tiles = -(-m // bm) * -(-n // bn)
-    split = config.split_k
-    raw_stream = raw_stream_getter()
     fp8 = config.dtype == "fp8"
     operand, box_k = ("uint8", 128) if fp8 else ("bfloat16", 64)  # 128 bytes of K per box row
+    kgrouped = config.k_grouped
+    offsets: dict[int, object] = {}  # K-grouped: each group's first K block, per device
+    if kgrouped:
+        kb_offsets = block_offsets(group_ks, box_k)
+        k = kb_offsets[-1] * box_k  # the padded K of the operands the kernel reads
+    k_blocks = -(-k // 128)  # FP8 scale blocks
+    m_pad = _tma_aligned(m)
+    n_pad = _tma_aligned(n)
+    tiles = -(-m // bm) * -(-n // bn) * (groups if kgrouped else 1)
+    split = config.split_k
+    raw_stream = raw_stream_getter()
     step = 16 if fp8 else 8  # elements per 16 bytes
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
     # A plan fixes every shape and box, so its TMA maps differ only by address and row stride:
     # a small per-plan cache keyed by those two is much cheaper than the global one.
     maps: dict[tuple[int, int, int], object] = {}
-    tma_store = bn % 64 == 0 and not config.grouped  # as the kernel decides (TMA_STORE)
+    tma_store = config.epilogue == "tma"
+    b_rows = groups * n if config.grouped else n
 
     def cached(slot: int, address: int, row_stride: int, make):
         key = (slot, address, row_stride)
@@ -91,58 +143,83 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1)
             found = maps[key] = make()
         return found
 
+    def scales_mn_major(sf, rows: int, rows_pad: int, lead: int):
+        """Per-row scales ([.., rows, KB] float32) as the kernel TMA-loads them: MN-major, the
+        rows of each K block 16-byte aligned, [lead * KB, rows] seen 2-D."""
+        if sf.dtype == torch.int32:  # UE8M0: powers of two, exact in FP32
+            sf = unpack_ue8m0_from_int(sf, k_blocks)
+        want = (1, rows_pad) if sf.dim() == 2 else (rows_pad * k_blocks, 1, rows_pad)
+        if sf.stride() != want:
+            sf = get_mn_major_tma_aligned_tensor(sf)
+        return sf
+
+    # Tensors made in pack may be freed when it returns: torch's caching allocator hands their
+    # memory only to work queued after this kernel on the same stream.
     def pack(call):
-        a, b, sfa, sfb, d = call.a, call.b, call.a_scale, call.b_scale, call.d
+        a, b, sfa, sfb, d, c = call.a, call.b, call.a_scale, call.b_scale, call.d, call.c
+        row_groups, sfb_args = 0, (0, 0, 0, 0)
         if config.masked:
             a, d = _flat("a", a, m), _flat("d", d, m)
             if sfa is not None:
                 sfa = sfa.reshape(m, sfa.shape[2])
-        a_row = a.stride(0) if m > 1 else k_row
+        if kgrouped:
+            a = k_grouped_operand(a, group_ks, box_k)
+            b = k_grouped_operand(b, group_ks, box_k)
+            device = a.device.index
+            found = offsets.get(device)
+            if found is None:
+                found = offsets[device] = torch.tensor(kb_offsets, dtype=torch.int32,
+                                                       device=a.device)
+            row_groups = found.data_ptr()
+        else:
+            a, b = k_major(a), k_major(b)
+        a_row = a.stride(-2) if m > 1 else k_row
         map_a = cached(0, a.data_ptr(), a_row, lambda: tensor_map(
             a.data_ptr(), operand, (m, k), (a_row, 1), (bm, box_k), 128))
-        row_groups, sfb_stride_g = 0, 0
         if config.grouped:  # B [G, N, K] read as [G * N, K]
             if b.stride(0) != n * b.stride(1):
                 b = b.contiguous()
-            groups = b.shape[0]
-            map_b = cached(1, b.data_ptr(), b.stride(1), lambda: tensor_map(
-                b.data_ptr(), operand, (groups * n, k), (b.stride(1), 1), (bn, box_k), 128))
             ids = call.grouped_layout  # masked: masked_m [G]
             if call.use_psum_layout:
                 ids = psum_to_row_groups(ids, m)
-            # A tensor made here may be freed when pack returns: torch's caching allocator hands
-            # its memory only to work queued after this kernel on the same stream.
             row_groups = ids.data_ptr()
-            if fp8:
-                sfb_stride_g = sfb.stride(0)
-                sfb = sfb[0]  # the kernel adds group * stride itself
-        else:
-            b_row = b.stride(0) if n > 1 else k_row
-            map_b = cached(1, b.data_ptr(), b_row, lambda: tensor_map(
-                b.data_ptr(), operand, (n, k), (b_row, 1), (bn, box_k), 128))
+        b_row = b.stride(-2) if n > 1 else k_row
+        map_b = cached(1, b.data_ptr(), b_row, lambda: tensor_map(
+            b.data_ptr(), operand, (b_rows, k), (b_row, 1), (bn, box_k), 128))
+        map_sfa = map_sfb = map_a  # placeholders the kernel never reads
         if fp8:
-            if sfa.stride() != (1, m_pad):  # the kernel TMA-loads A's scales MN-major, aligned
-                sfa = get_mn_major_tma_aligned_tensor(sfa)
+            sfa = scales_mn_major(sfa, m, m_pad, 1)
             map_sfa = cached(2, sfa.data_ptr(), m_pad, lambda: tensor_map(
-                sfa.data_ptr(), "float32", (sfa.shape[1], m), (m_pad, 1), (1, bm)))
-            sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1))
-        else:  # no scales: the kernel never reads these arguments
-            map_sfa, sfb_args = map_a, (0, 0, 0)
+                sfa.data_ptr(), "float32", (sfa.shape[-1], m), (m_pad, 1), (1, bm)))
+            if config.sfb_rows:
+                lead = groups if config.grouped else 1
+                sfb = scales_mn_major(sfb, n, n_pad, lead)
+                map_sfb = cached(4, sfb.data_ptr(), n_pad, lambda: tensor_map(
+                    sfb.data_ptr(), "float32", (lead * k_blocks, n), (n_pad, 1), (1, bn)))
+            elif config.grouped:  # [G, NB, KB]: the kernel adds group * stride itself
+                sfb_args = (sfb.data_ptr(), sfb.stride(1), sfb.stride(2), sfb.stride(0))
+            else:
+                sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1), 0)
         if tma_store:
             d_row = d.stride(0) if m > 1 else -(-n // 8) * 8
             map_d = cached(3, d.data_ptr(), d_row, lambda: tensor_map(
                 d.data_ptr(), "bfloat16", (m, n), (d_row, 1), (bm, 64), 128))
-        else:  # the kernel's coalesced epilogue never reads it
+        else:  # the kernel's other epilogues never read it
             map_d = map_a
+        ldd, d_stride_g = _out_strides(d, kgrouped)
+        if c is not None:
+            ldc, c_stride_g = _out_strides(c, kgrouped)
+            c_ptr, c_f32 = c.data_ptr(), int(c.dtype == torch.float32)
+        else:
+            c_ptr = ldc = c_stride_g = c_f32 = 0
         ws = counters = 0
         if split > 1:
             device = d.device.index
             stream = raw_stream(device)
             ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
-        return (map_a, map_b, map_sfa, map_d, *sfb_args,
-                d.data_ptr(), d.stride(0), m, n, k, ws, counters, row_groups, sfb_stride_g,
-                m_per_group)
+        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d.data_ptr(), ldd, d_stride_g,
+                c_ptr, ldc, c_stride_g, c_f32, m, n, k, groups, m_per_group, row_groups, ws, counters)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

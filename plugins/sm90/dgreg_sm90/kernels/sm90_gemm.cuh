@@ -1,31 +1,45 @@
-// Dense GEMMs for Hopper, D (bf16, [M, N]) = A ([M, K]) @ B^T ([N, K]), both operands K-major:
-// - IS_FP8: A and B in e4m3, one FP32 scale per A row and 128 K, one per 128x128 block of B;
+// GEMMs for Hopper, D ([M, N], BF16 or FP32) = C + A ([M, K]) @ B^T ([N, K]), both operands
+// K-major in global memory (the plugin transposes MN-major operands before the launch):
+// - IS_FP8: A and B in e4m3, one FP32 scale per A row and 128 K; B scales per 128x128 block
+//   (1d2d) or, with SFB_ROWS, per B row and 128 K (1d1d);
 // - otherwise BF16 operands, accumulated in FP32 by the tensor core across all of K.
 //
-// Persistent: one CTA per SM walks tiles of BLOCK_M x BLOCK_N. Warpgroups 0..NUM_MATH_WG-1 do
-// the math, the last warpgroup is the TMA producer (one elected thread issues the copies).
-// Stages of (A tile, B tile, A scales) form an mbarrier ring: full[s] completes when the
-// TMA bytes land, empty[s] when every math warp is done with the stage.
+// Persistent: one CTA per SM walks work units (a BLOCK_M x BLOCK_N tile, or a K slice of one).
+// Warpgroups 0..NUM_MATH_WG-1 do the math, the last warpgroup is the TMA producer (one elected
+// thread issues the copies). Stages of (A tile, B tile, A scales[, B scales]) form an
+// mbarrier ring: full[s] completes when the TMA bytes land, empty[s] when every math warp is
+// done with the stage.
 //
 // FP8: per 128-K block each math warpgroup runs 4 wgmma m64nBLOCK_Nk32 into a fresh partial
 // accumulator per 64-row sub-tile, then promotes it into FP32 registers scaled by the A-row
-// and B-block scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
+// and B scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
 // BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers.
 //
 // GROUPED == 1 (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B
 // is [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding).
-// Every BLOCK_M-row tile lies in one expert's 128-row blocks, so a tile takes its expert from
-// its first row, skips itself if that is padding, and writes back only rows of an expert.
+// Experts start on 128-row boundaries, so a 64- or 128-row tile lies in one expert, taken from
+// its first row. A 256-row tile covers two 128-row blocks: when they belong to two experts
+// the tile is computed twice (two passes, one per expert's B), each pass writing back only
+// its expert's rows. Padding rows are never written.
 // GROUPED == 2 (M-grouped masked, MoE decode): A and D are [G, M_max, *] seen as
 // [G * M_max, *], `row_groups` is masked_m [G] on the device; tiles walk each expert's M_max
 // rows and skip those at or past masked_m[g], and only rows below it are written.
+// GROUPED == 3 (K-grouped, MoE weight gradient): A is [M, K_total] and B [N, K_total] with
+// group g owning K blocks [row_groups[g], row_groups[g + 1]); D and C are [G, M, N] (group
+// stride d_stride_g / c_stride_g). An empty group writes C (or zeros).
 //
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
-// that unit resets to 0) adds the others' partials and writes the BF16 tile.
+// that unit resets to 0) adds the others' partials and writes the tile.
+//
+// Epilogues: EPI_TMA (BF16 D, no C, BLOCK_N % 64 == 0, not grouped) stages the tile in
+// swizzled shared memory and TMA-stores it, overlapped with the next tile; EPI_SMEM (BF16 D,
+// no C) stages it in padded rows and writes coalesced 16-byte stores; otherwise (FP32 D, or
+// an accumulator C) each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K, IS_FP8, GROUPED, KERNEL_NAME, SMEM_REQUESTED and
+// per math warpgroup), SPLIT_K, IS_FP8, SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
+// BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
@@ -43,63 +57,140 @@ constexpr int ACC = BLOCK_N / 2;  // accumulator floats per thread per 64-row su
 constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
 constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
 constexpr uint32_t SFA_BYTES = IS_FP8 ? BLOCK_M * 4 : 0;
-constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES;
+constexpr uint32_t SFB_BYTES = SFB_ROWS ? BLOCK_N * 4 : 0;  // TMA bytes per stage
+constexpr uint32_t SFB_STRIDE = (SFB_BYTES + 127) / 128 * 128;  // TMA wants 128-byte aligned smem
+constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES + SFB_BYTES;
 // shared memory layout, every A/B tile 1024-byte aligned for the 128B swizzle
 constexpr uint32_t OFF_A = 0;
 constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
 constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
-// The output tile is staged in shared memory. With BLOCK_N a multiple of 64 it is stored by
-// TMA, asynchronously, in 64-column chunks laid out with the 128B swizzle (the 16-byte unit u
-// of row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit different banks).
-// Otherwise rows are padded by 16 bytes for the same reason and written with 16-byte stores.
-constexpr bool TMA_STORE = BLOCK_N % 64 == 0 && !GROUPED;  // grouped: skip padding rows
+constexpr uint32_t OFF_SFB = OFF_SFA + STAGES * SFA_BYTES;
+// The BF16 output tile without C is staged in shared memory. With BLOCK_N a multiple of 64 it
+// is stored by TMA, asynchronously, in 64-column chunks laid out with the 128B swizzle (the
+// 16-byte unit u of row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit
+// different banks). Otherwise rows are padded by 16 bytes for the same reason and written
+// with 16-byte stores. FP32 output or an accumulator C go straight from registers.
+constexpr bool EPI_DIRECT = OUT_F32 || WITH_C;
+constexpr bool TMA_STORE = !EPI_DIRECT && BLOCK_N % 64 == 0 && !GROUPED;  // grouped: skip padding rows
 constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
-constexpr uint32_t D_BYTES = TMA_STORE ? BLOCK_M * BLOCK_N * 2 : BLOCK_M * D_PITCH;
-constexpr uint32_t OFF_D = (OFF_SFA + STAGES * SFA_BYTES + 1023) / 1024 * 1024;
+constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : TMA_STORE ? BLOCK_M * BLOCK_N * 2 : BLOCK_M * D_PITCH;
+constexpr uint32_t OFF_D = (OFF_SFB + STAGES * SFB_STRIDE + 1023) / 1024 * 1024;
 constexpr uint32_t OFF_BAR = OFF_D + D_BYTES;
 constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
 constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
 static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
-static_assert(!GROUPED || (SPLIT_K == 1 && BLOCK_M <= 128), "grouped tiles stay in one expert");
-
-// The tile's expert and first row (in A and D as seen 2-D); group < 0: nothing to compute.
-__device__ __forceinline__ void tile_rows(int m_blk, const int* row_groups, int m_per_group,
-                                          int& group, int& m0) {
-    if constexpr (GROUPED == 2) {
-        const int per = (m_per_group + BLOCK_M - 1) / BLOCK_M;
-        group = m_blk / per;
-        const int local = (m_blk % per) * BLOCK_M;
-        m0 = group * m_per_group + local;
-        if (local >= __ldg(row_groups + group)) group = -1;
-    } else {
-        m0 = m_blk * BLOCK_M;
-        group = GROUPED ? __ldg(row_groups + m0) : 0;
-    }
-}
+static_assert(!(GROUPED == 1 || GROUPED == 2) || SPLIT_K == 1, "M-grouped GEMMs are not split");
+static_assert(!SFB_ROWS || IS_FP8, "per-row B scales are an FP8 recipe");
+static_assert(GROUPED != 3 || OUT_F32, "K-grouped GEMMs write FP32");
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
-__device__ __forceinline__ void unit_coords(int unit, int m_blocks, int k_blocks, int& tile,
-                                            int& m_blk, int& n_blk, int& kb_begin, int& kb_end) {
-    tile = unit / SPLIT_K;
+#if OUT_F32
+typedef float out_t;
+#else
+typedef __nv_bfloat16 out_t;
+#endif
+
+// Element access for the direct epilogue, in FP32 or BF16 (pairs: 8- or 4-byte aligned).
+__device__ __forceinline__ float2 load_pair(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+__device__ __forceinline__ float load_one(const float* p) { return *p; }
+__device__ __forceinline__ float load_one(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void store_pair(float* p, float x, float y) {
+    *reinterpret_cast<float2*>(p) = make_float2(x, y);
+}
+__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float x, float y) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+}
+__device__ __forceinline__ void store_one(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store_one(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+
+// What one work unit computes. `group` is the expert (M-grouped, K-grouped) or 0; m0 the
+// first row in A and D as seen 2-D; b_row the first row of B's tile; K blocks [kb_begin,
+// kb_end) (global block indices).
+struct Work {
+    int tile, m_blk, n_blk, group, m0, b_row, kb_begin, kb_end;
+    int second;  // GROUPED == 1, 256-row tiles: the expert of a second pass, or -1
+};
+
+// Returns false for a unit with nothing to compute (a tile of padding or masked rows).
+__device__ __forceinline__ bool unit_work(int unit, int m_blocks, int n_blocks, int k_blocks,
+                                          int m, int n, int m_per_group, const int* row_groups,
+                                          Work& w) {
+    w.tile = unit / SPLIT_K;
     const int split = unit % SPLIT_K;
+    int t = w.tile, kb0 = 0, kb1 = k_blocks;
+    w.group = 0;
+    w.second = -1;
+    if constexpr (GROUPED == 3) {
+        w.group = t / (m_blocks * n_blocks);
+        t %= m_blocks * n_blocks;
+        kb0 = __ldg(row_groups + w.group);
+        kb1 = __ldg(row_groups + w.group + 1);
+    }
     // m-fastest order: the CTAs running at once share few B columns and many A rows
-    m_blk = tile % m_blocks;
-    n_blk = tile / m_blocks;
-    kb_begin = split * k_blocks / SPLIT_K;
-    kb_end = (split + 1) * k_blocks / SPLIT_K;
+    w.m_blk = t % m_blocks;
+    w.n_blk = t / m_blocks;
+    w.kb_begin = kb0 + split * (kb1 - kb0) / SPLIT_K;
+    w.kb_end = kb0 + (split + 1) * (kb1 - kb0) / SPLIT_K;
+    w.b_row = w.n_blk * BLOCK_N;
+    if constexpr (GROUPED == 2) {
+        const int per = (m_per_group + BLOCK_M - 1) / BLOCK_M;
+        w.group = w.m_blk / per;
+        const int local = (w.m_blk % per) * BLOCK_M;
+        w.m0 = w.group * m_per_group + local;
+        w.b_row += w.group * n;
+        return local < __ldg(row_groups + w.group);
+    } else if constexpr (GROUPED == 1) {
+        w.m0 = w.m_blk * BLOCK_M;
+        w.group = __ldg(row_groups + w.m0);
+        if constexpr (BLOCK_M > 128) {  // the second 128-row block may be another expert's
+            const int other = w.m0 + 128 < m ? __ldg(row_groups + w.m0 + 128) : -1;
+            if (w.group < 0) w.group = other;
+            else if (other >= 0 && other != w.group) w.second = other;
+        }
+        w.b_row += w.group * n;
+        return w.group >= 0;
+    } else {
+        w.m0 = w.m_blk * BLOCK_M;
+        return true;
+    }
+}
+
+// Turns a two-expert 256-row tile's work to its second expert.
+__device__ __forceinline__ void next_pass(Work& w, int n) {
+    w.group = w.second;
+    w.b_row = w.n_blk * BLOCK_N + w.group * n;
+}
+
+// Whether global row `row` (of A and D as seen 2-D) is written back.
+__device__ __forceinline__ bool row_written(int row, int m, const Work& w, int m_per_group,
+                                            const int* row_groups) {
+    if (row >= m) return false;
+    if constexpr (GROUPED == 1) return __ldg(row_groups + row) == w.group;  // this pass's expert
+    if constexpr (GROUPED == 2) {  // rows past masked_m stay untouched
+        const int local = row - w.group * m_per_group;
+        return local < m_per_group && local < __ldg(row_groups + w.group);
+    }
+    return true;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [BM, 128]
-                   const __grid_constant__ CUtensorMap map_b,    // [N, K] e4m3, box [BN, 128]
-                   const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
-                   const __grid_constant__ CUtensorMap map_d,    // [M, N] bf16, box [BM, 64]
-                   const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
-                   __nv_bfloat16* __restrict__ d, long long ldd, int m, int n, int k,
-                   float* __restrict__ workspace, int* __restrict__ counters,
-                   const int* __restrict__ row_groups, long long sfb_stride_g, int m_per_group) {
+KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 128 bytes]
+            const __grid_constant__ CUtensorMap map_b,    // [(G *) N, K], box [BN, 128 bytes]
+            const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
+            const __grid_constant__ CUtensorMap map_sfb,  // SFB_ROWS: [(G *) KB, N_pad] f32, box [1, BN]
+            const __grid_constant__ CUtensorMap map_d,    // TMA_STORE: [M, N] bf16, box [BM, 64]
+            const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
+            long long sfb_stride_g,  // 1d2d B scales [(G,) NB, KB], read directly
+            out_t* d, long long ldd, long long d_stride_g,
+            const void* c, long long ldc, long long c_stride_g, int c_f32,  // c may alias d
+            int m, int n, int k, int groups, int m_per_group,
+            const int* __restrict__ row_groups,  // see GROUPED in the file comment
+            float* __restrict__ workspace, int* __restrict__ counters) {
     extern __shared__ uint8_t smem_raw[];
     // align the dynamic window by hand (the launch asks for 1024 spare bytes)
     const uint32_t raw = smem_addr(smem_raw);
@@ -111,7 +202,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
         ? (m / m_per_group) * ((m_per_group + BLOCK_M - 1) / BLOCK_M)
         : (m + BLOCK_M - 1) / BLOCK_M;
     const int n_blocks = (n + BLOCK_N - 1) / BLOCK_N;
-    const int units = m_blocks * n_blocks * SPLIT_K;
+    const int units = m_blocks * n_blocks * SPLIT_K * (GROUPED == 3 ? groups : 1);
     const int k_blocks = (k + BLOCK_K - 1) / BLOCK_K;
     const int warpgroup = threadIdx.x / 128;
 
@@ -119,6 +210,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
         tma_prefetch(&map_a);
         tma_prefetch(&map_b);
         if constexpr (IS_FP8) tma_prefetch(&map_sfa);
+        if constexpr (SFB_ROWS) tma_prefetch(&map_sfb);
         if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
@@ -134,21 +226,26 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
         int stage = 0;
         uint32_t phase = 0;
         for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
-            int tile, m_blk, n_blk, kb_begin, kb_end;
-            unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
-            int group, m0;
-            tile_rows(m_blk, row_groups, m_per_group, group, m0);
-            if (group < 0) continue;  // a tile of padding rows
-            for (int kb = kb_begin; kb < kb_end; ++kb) {
-                const uint32_t full = bar_full + stage * 8;
-                mbar_wait(bar_empty + stage * 8, phase ^ 1);
-                mbar_arrive_expect_tx(full, STAGE_TX);
-                tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, m0);
-                tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K,
-                            group * n + n_blk * BLOCK_N);
-                if constexpr (IS_FP8)
-                    tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, m0, kb);
-                if (++stage == STAGES) { stage = 0; phase ^= 1; }
+            Work w;
+            if (!unit_work(unit, m_blocks, n_blocks, k_blocks, m, n, m_per_group, row_groups, w))
+                continue;  // a tile of padding rows
+            for (int pass = 0; pass < (w.second >= 0 ? 2 : 1); ++pass) {
+                if (pass == 1) next_pass(w, n);
+                for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+                    const uint32_t full = bar_full + stage * 8;
+                    mbar_wait(bar_empty + stage * 8, phase ^ 1);
+                    mbar_arrive_expect_tx(full, STAGE_TX);
+                    tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, w.m0);
+                    tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, w.b_row);
+                    if constexpr (IS_FP8)
+                        tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, w.m0, kb);
+                    if constexpr (SFB_ROWS) {  // M-grouped: expert g's scales are rows g * KB + kb
+                        const int row = GROUPED == 1 || GROUPED == 2 ? w.group * k_blocks + kb : kb;
+                        tma_load_2d(base + OFF_SFB + stage * SFB_STRIDE, &map_sfb, full,
+                                    w.n_blk * BLOCK_N, row);
+                    }
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                }
             }
         }
         return;
@@ -165,211 +262,264 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K] e4m3, box [B
     uint32_t phase = 0;
 
     for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
-        int tile, m_blk, n_blk, kb_begin, kb_end;
-        unit_coords(unit, m_blocks, k_blocks, tile, m_blk, n_blk, kb_begin, kb_end);
-        int group, m0;
-        tile_rows(m_blk, row_groups, m_per_group, group, m0);
-        if (group < 0) continue;  // the producer skips it too
-        const float* group_sfb = sfb + group * sfb_stride_g;
-        const int n0 = n_blk * BLOCK_N;
-        // A tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128: its
-        // first `first` 8-column chunks use block n0 / 128, chunks up to `second` the next one,
-        // the rest the one after.
-        const int last_block = (n + 127) / 128 - 1;
-        const int nb0 = n0 / 128;
-        const int nb1 = min(nb0 + 1, last_block);
-        const int nb2 = min(nb0 + 2, last_block);
-        const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
-        const int second = min(BLOCK_N / 8, first + 16);
-        #pragma unroll
-        for (int s = 0; s < M_SUB; ++s)
-            #pragma unroll
-            for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
-
-        if constexpr (!IS_FP8) {
-            for (int kb = kb_begin; kb < kb_end; ++kb) {
-                mbar_wait(bar_full + stage * 8, phase);
-                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
-                const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
-                #pragma unroll
-                for (int s = 0; s < M_SUB; ++s) {
-                    #pragma unroll
-                    for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
-                    wgmma_fence();
-                    #pragma unroll
-                    for (int kk = 0; kk < K_STEPS; ++kk)
-                        wgmma_tile(total[s], gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk,
-                                   gmma_desc_k128b(b_tile) + 2 * kk, 1);
-                    wgmma_commit();
-                }
-                wgmma_wait<0>();
-                #pragma unroll
-                for (int s = 0; s < M_SUB; ++s)
-                    #pragma unroll
-                    for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
-                __syncwarp();
-                if (lane == 0) mbar_arrive(bar_empty + stage * 8);
-                if (++stage == STAGES) { stage = 0; phase ^= 1; }
-            }
-        } else {
-        for (int kb = kb_begin; kb < kb_end; ++kb) {
-            const float sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
-            const float sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
-            const float sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
-            mbar_wait(bar_full + stage * 8, phase);
-            const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
-            const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
-            const float* sfa = sfa_smem + stage * BLOCK_M + warpgroup * WG_ROWS;
-            float sa[M_SUB][2];
-            #pragma unroll
-            for (int s = 0; s < M_SUB; ++s) {
-                sa[s][0] = sfa[s * 64 + row_in_wg];
-                sa[s][1] = sfa[s * 64 + row_in_wg + 8];
-            }
-            #pragma unroll
-            for (int s = 0; s < M_SUB; ++s) {
-                #pragma unroll
-                for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
-                wgmma_fence();
-                #pragma unroll
-                for (int kk = 0; kk < K_STEPS; ++kk) {
-                    // stepping 32 bytes of K inside the 128-byte swizzle atom: +2 in the address field
-                    const uint64_t da = gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk;
-                    const uint64_t db = gmma_desc_k128b(b_tile) + 2 * kk;
-                    wgmma_tile(part, da, db, kk > 0);
-                }
-                wgmma_commit();
-                wgmma_wait<0>();
-                #pragma unroll
-                for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
-                if (s == M_SUB - 1) {  // the stage's smem is no longer read: hand it back
-                    __syncwarp();
-                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
-                }
-                // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
-                #pragma unroll
-                for (int j = 0; j < BLOCK_N / 8; ++j) {
-                    const float sb = j < first ? sb0 : (j < second ? sb1 : sb2);
-                    const float s0 = sa[s][0] * sb, s1 = sa[s][1] * sb;
-                    total[s][4 * j + 0] = fmaf(part[4 * j + 0], s0, total[s][4 * j + 0]);
-                    total[s][4 * j + 1] = fmaf(part[4 * j + 1], s0, total[s][4 * j + 1]);
-                    total[s][4 * j + 2] = fmaf(part[4 * j + 2], s1, total[s][4 * j + 2]);
-                    total[s][4 * j + 3] = fmaf(part[4 * j + 3], s1, total[s][4 * j + 3]);
-                }
-            }
-            if (++stage == STAGES) { stage = 0; phase ^= 1; }
-        }
-        }
-
-        if constexpr (SPLIT_K > 1) {
-            // Partial tiles live in the workspace in the accumulator's own thread layout, so
-            // each thread later reads back exactly what the other units' threads wrote.
-            float* tile_ws = workspace + static_cast<size_t>(tile) * SPLIT_K * (BLOCK_M * BLOCK_N);
-            const int split = unit % SPLIT_K;
-            // float4 number q of math thread T sits at q * MATH_THREADS + T: coalesced
-            const int me = warpgroup * 128 + tid;
-            float4* mine = reinterpret_cast<float4*>(tile_ws + split * (BLOCK_M * BLOCK_N)) + me;
+        Work w;
+        if (!unit_work(unit, m_blocks, n_blocks, k_blocks, m, n, m_per_group, row_groups, w))
+            continue;  // the producer skips it too
+        const int passes = w.second >= 0 ? 2 : 1;
+        for (int pass = 0; pass < passes; ++pass) {  // `continue` below: this pass is done
+            if (pass == 1) next_pass(w, n);
+            const int m0 = w.m0, n0 = w.n_blk * BLOCK_N;
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s)
                 #pragma unroll
-                for (int i = 0; i < ACC; i += 4)
-                    __stcg(mine + (s * ACC + i) / 4 * MATH_THREADS,
-                           make_float4(total[s][i], total[s][i + 1], total[s][i + 2], total[s][i + 3]));
-            __threadfence();  // publish the partial before counting this unit as done
-            named_barrier(1, MATH_THREADS);
-            volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);
-            if (threadIdx.x == 0) {
-                const int done = atomicAdd(counters + tile, 1);
-                const int last = done == SPLIT_K - 1;
-                if (last) counters[tile] = 0;  // ready for the next launch
-                *flag = last;
+                for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
+
+            if constexpr (!IS_FP8) {
+                for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+                    mbar_wait(bar_full + stage * 8, phase);
+                    const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
+                    const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                    #pragma unroll
+                    for (int s = 0; s < M_SUB; ++s) {
+                        #pragma unroll
+                        for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                        wgmma_fence();
+                        #pragma unroll
+                        for (int kk = 0; kk < K_STEPS; ++kk)
+                            wgmma_tile(total[s], gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk,
+                                       gmma_desc_k128b(b_tile) + 2 * kk, 1);
+                        wgmma_commit();
+                    }
+                    wgmma_wait<0>();
+                    #pragma unroll
+                    for (int s = 0; s < M_SUB; ++s)
+                        #pragma unroll
+                        for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                    __syncwarp();
+                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                }
+            } else {
+            // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
+            // its first `first` 8-column chunks use block n0 / 128, chunks up to `second` the next
+            // one, the rest the one after.
+            const float* group_sfb = sfb + w.group * sfb_stride_g;
+            const int last_block = (n + 127) / 128 - 1;
+            const int nb0 = n0 / 128;
+            const int nb1 = min(nb0 + 1, last_block);
+            const int nb2 = min(nb0 + 2, last_block);
+            const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
+            const int second = min(BLOCK_N / 8, first + 16);
+            for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+                float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
+                if constexpr (!SFB_ROWS) {
+                    sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
+                    sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
+                    sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
+                }
+                mbar_wait(bar_full + stage * 8, phase);
+                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
+                const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                const float* sfa = sfa_smem + stage * BLOCK_M + warpgroup * WG_ROWS;
+                // 1d1d: this K block's per-column B scales (columns 8 j + 2 (lane % 4) + {0, 1})
+                const float* sfb_cols = reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE) +
+                                        2 * (lane % 4);
+                float sa[M_SUB][2];
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s) {
+                    sa[s][0] = sfa[s * 64 + row_in_wg];
+                    sa[s][1] = sfa[s * 64 + row_in_wg + 8];
+                }
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s) {
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
+                    wgmma_fence();
+                    #pragma unroll
+                    for (int kk = 0; kk < K_STEPS; ++kk) {
+                        // stepping 32 bytes of K inside the 128-byte swizzle atom: +2 in the address field
+                        const uint64_t da = gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk;
+                        const uint64_t db = gmma_desc_k128b(b_tile) + 2 * kk;
+                        wgmma_tile(part, da, db, kk > 0);
+                    }
+                    wgmma_commit();
+                    wgmma_wait<0>();
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
+                    // the stage's smem is no longer read (1d1d: after the promotion reads its B
+                    // scales): hand it back
+                    if (!SFB_ROWS && s == M_SUB - 1) {
+                        __syncwarp();
+                        if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                    }
+                    // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
+                    #pragma unroll
+                    for (int j = 0; j < BLOCK_N / 8; ++j) {
+                        if constexpr (SFB_ROWS) {
+                            const float2 sb = *reinterpret_cast<const float2*>(sfb_cols + 8 * j);
+                            total[s][4 * j + 0] = fmaf(part[4 * j + 0], sa[s][0] * sb.x, total[s][4 * j + 0]);
+                            total[s][4 * j + 1] = fmaf(part[4 * j + 1], sa[s][0] * sb.y, total[s][4 * j + 1]);
+                            total[s][4 * j + 2] = fmaf(part[4 * j + 2], sa[s][1] * sb.x, total[s][4 * j + 2]);
+                            total[s][4 * j + 3] = fmaf(part[4 * j + 3], sa[s][1] * sb.y, total[s][4 * j + 3]);
+                        } else {
+                            const float sb = j < first ? sb0 : (j < second ? sb1 : sb2);
+                            const float s0 = sa[s][0] * sb, s1 = sa[s][1] * sb;
+                            total[s][4 * j + 0] = fmaf(part[4 * j + 0], s0, total[s][4 * j + 0]);
+                            total[s][4 * j + 1] = fmaf(part[4 * j + 1], s0, total[s][4 * j + 1]);
+                            total[s][4 * j + 2] = fmaf(part[4 * j + 2], s1, total[s][4 * j + 2]);
+                            total[s][4 * j + 3] = fmaf(part[4 * j + 3], s1, total[s][4 * j + 3]);
+                        }
+                    }
+                }
+                if constexpr (SFB_ROWS) {
+                    __syncwarp();
+                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                }
+                if (++stage == STAGES) { stage = 0; phase ^= 1; }
             }
-            named_barrier(1, MATH_THREADS);
-            if (!*flag) continue;
-            __threadfence();  // see every other unit's partial
-            #pragma unroll 1
-            for (int other = 0; other < SPLIT_K; ++other) {
-                if (other == split) continue;
-                const float4* theirs =
-                    reinterpret_cast<const float4*>(tile_ws + other * (BLOCK_M * BLOCK_N)) + me;
+            }
+
+            if constexpr (SPLIT_K > 1) {
+                // Partial tiles live in the workspace in the accumulator's own thread layout, so
+                // each thread later reads back exactly what the other units' threads wrote.
+                float* tile_ws = workspace + static_cast<size_t>(w.tile) * SPLIT_K * (BLOCK_M * BLOCK_N);
+                const int split = unit % SPLIT_K;
+                // float4 number q of math thread T sits at q * MATH_THREADS + T: coalesced
+                const int me = warpgroup * 128 + tid;
+                float4* mine = reinterpret_cast<float4*>(tile_ws + split * (BLOCK_M * BLOCK_N)) + me;
                 #pragma unroll
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
-                    for (int i = 0; i < ACC; i += 4) {
-                        const float4 v = __ldcg(theirs + (s * ACC + i) / 4 * MATH_THREADS);
-                        total[s][i] += v.x;
-                        total[s][i + 1] += v.y;
-                        total[s][i + 2] += v.z;
-                        total[s][i + 3] += v.w;
-                    }
+                    for (int i = 0; i < ACC; i += 4)
+                        __stcg(mine + (s * ACC + i) / 4 * MATH_THREADS,
+                               make_float4(total[s][i], total[s][i + 1], total[s][i + 2], total[s][i + 3]));
+                __threadfence();  // publish the partial before counting this unit as done
+                named_barrier(1, MATH_THREADS);
+                volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);
+                if (threadIdx.x == 0) {
+                    const int done = atomicAdd(counters + w.tile, 1);
+                    const int last = done == SPLIT_K - 1;
+                    if (last) counters[w.tile] = 0;  // ready for the next launch
+                    *flag = last;
+                }
+                named_barrier(1, MATH_THREADS);
+                if (!*flag) continue;
+                __threadfence();  // see every other unit's partial
+                #pragma unroll 1
+                for (int other = 0; other < SPLIT_K; ++other) {
+                    if (other == split) continue;
+                    const float4* theirs =
+                        reinterpret_cast<const float4*>(tile_ws + other * (BLOCK_M * BLOCK_N)) + me;
+                    #pragma unroll
+                    for (int s = 0; s < M_SUB; ++s)
+                        #pragma unroll
+                        for (int i = 0; i < ACC; i += 4) {
+                            const float4 v = __ldcg(theirs + (s * ACC + i) / 4 * MATH_THREADS);
+                            total[s][i] += v.x;
+                            total[s][i + 1] += v.y;
+                            total[s][i + 2] += v.z;
+                            total[s][i + 3] += v.w;
+                        }
+                }
             }
-        }
 
-        if constexpr (TMA_STORE) {
-            // the previous tile's TMA store must have read the staging buffer before reuse
-            if (threadIdx.x == 0) tma_store_wait_read();
-            named_barrier(1, MATH_THREADS);
+            if constexpr (EPI_DIRECT) {
+                // Each thread owns pairs of adjacent columns: a quad of lanes writes 8 columns of a
+                // row, so every 32-byte sector of FP32 output is written whole.
+                out_t* d_tile = d + w.group * d_stride_g;
+                const long long c_group = w.group * c_stride_g;
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s)
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int row = m0 + warpgroup * WG_ROWS + s * 64 + row_in_wg + 8 * h;
+                        if (!row_written(row, m, w, m_per_group, row_groups)) continue;
+                        out_t* d_row = d_tile + row * ldd;
+                        const long long c_row = c_group + row * ldc;  // in elements
+                        #pragma unroll
+                        for (int j = 0; j < BLOCK_N / 8; ++j) {
+                            const int col = n0 + 8 * j + 2 * (lane % 4);
+                            if (col >= n) continue;
+                            float v0 = total[s][4 * j + 2 * h], v1 = total[s][4 * j + 2 * h + 1];
+                            if (col + 1 < n) {
+                                if constexpr (WITH_C) {
+                                    const float2 cv = c_f32
+                                        ? load_pair(static_cast<const float*>(c) + c_row + col)
+                                        : load_pair(static_cast<const __nv_bfloat16*>(c) + c_row + col);
+                                    v0 += cv.x;
+                                    v1 += cv.y;
+                                }
+                                store_pair(d_row + col, v0, v1);
+                            } else {  // the last column of an odd N
+                                if constexpr (WITH_C)
+                                    v0 += c_f32 ? load_one(static_cast<const float*>(c) + c_row + col)
+                                                : load_one(static_cast<const __nv_bfloat16*>(c) + c_row + col);
+                                store_one(d_row + col, v0);
+                            }
+                        }
+                    }
+                continue;
+            } else if constexpr (TMA_STORE) {
+                // the previous tile's TMA store must have read the staging buffer before reuse
+                if (threadIdx.x == 0) tma_store_wait_read();
+                named_barrier(1, MATH_THREADS);
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s) {
+                    const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
+                    #pragma unroll
+                    for (int j = 0; j < BLOCK_N / 8; ++j) {
+                        const int chunk = j / 8, unit16 = j % 8;  // 64 columns = 8 units of 16 bytes
+                        #pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            const int row = r0 + 8 * h;
+                            const uint32_t offset = OFF_D + chunk * (BLOCK_M * 128) + row * 128 +
+                                                    ((unit16 ^ (row % 8)) * 16) + (lane % 4) * 4;
+                            *reinterpret_cast<__nv_bfloat162*>(smem + offset) =
+                                __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
+                        }
+                    }
+                }
+                fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
+                named_barrier(1, MATH_THREADS);
+                if (threadIdx.x == 0) {
+                    #pragma unroll
+                    for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
+                        tma_store_2d(&map_d, base + OFF_D + chunk * (BLOCK_M * 128), n0 + chunk * 64, m0);
+                    tma_store_commit();
+                }
+                continue;  // out-of-bounds rows and columns are clipped by the TMA unit
+            } else {
+            // epilogue: stage the BF16 tile in shared memory, then write whole rows with
+            // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
+            // touch each 32-byte sector twice)
+            named_barrier(1, MATH_THREADS);  // the previous tile's rows have all been read
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s) {
                 const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
                 #pragma unroll
                 for (int j = 0; j < BLOCK_N / 8; ++j) {
-                    const int chunk = j / 8, unit = j % 8;  // 64 columns = 8 units of 16 bytes
+                    const int col = 8 * j + 2 * (lane % 4);
                     #pragma unroll
                     for (int h = 0; h < 2; ++h) {
-                        const int row = r0 + 8 * h;
-                        const uint32_t offset = OFF_D + chunk * (BLOCK_M * 128) + row * 128 +
-                                                ((unit ^ (row % 8)) * 16) + (lane % 4) * 4;
-                        *reinterpret_cast<__nv_bfloat162*>(smem + offset) =
+                        *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + (r0 + 8 * h) * D_PITCH + col * 2) =
                             __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
                     }
                 }
             }
-            fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
             named_barrier(1, MATH_THREADS);
-            if (threadIdx.x == 0) {
-                #pragma unroll
-                for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
-                    tma_store_2d(&map_d, base + OFF_D + chunk * (BLOCK_M * 128), n0 + chunk * 64, m0);
-                tma_store_commit();
-            }
-            continue;  // out-of-bounds rows and columns are clipped by the TMA unit
-        }
-        // epilogue: stage the BF16 tile in shared memory, then write whole rows with
-        // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
-        // touch each 32-byte sector twice)
-        named_barrier(1, MATH_THREADS);  // the previous tile's rows have all been read
-        #pragma unroll
-        for (int s = 0; s < M_SUB; ++s) {
-            const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
-            #pragma unroll
-            for (int j = 0; j < BLOCK_N / 8; ++j) {
-                const int col = 8 * j + 2 * (lane % 4);
-                #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + (r0 + 8 * h) * D_PITCH + col * 2) =
-                        __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
+            constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
+            for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += MATH_THREADS) {
+                const int row = idx / CHUNKS, chunk = idx % CHUNKS;
+                const int grow = m0 + row, gcol = n0 + chunk * 8;
+                if (gcol >= n || !row_written(grow, m, w, m_per_group, row_groups)) continue;
+                const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
+                out_t* dst = d + grow * ldd + gcol;  // BF16 here
+                if (gcol + 8 <= n) {
+                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+                } else {
+                    for (int col = 0; col < n - gcol; ++col) dst[col] = reinterpret_cast<const out_t*>(src)[col];
                 }
             }
-        }
-        named_barrier(1, MATH_THREADS);
-        constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
-        for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += MATH_THREADS) {
-            const int row = idx / CHUNKS, chunk = idx % CHUNKS;
-            const int grow = m0 + row, gcol = n0 + chunk * 8;
-            if (grow >= m || gcol >= n) continue;
-            if constexpr (GROUPED == 1) {
-                if (__ldg(row_groups + grow) < 0) continue;  // padding rows stay untouched
-            } else if constexpr (GROUPED == 2) {
-                const int local = grow - group * m_per_group;  // rows past masked_m stay untouched
-                if (local >= m_per_group || local >= __ldg(row_groups + group)) continue;
-            }
-            const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
-            __nv_bfloat16* dst = d + grow * ldd + gcol;
-            if (gcol + 8 <= n) {
-                *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-            } else {
-                for (int c = 0; c < n - gcol; ++c) dst[c] = reinterpret_cast<const __nv_bfloat16*>(src)[c];
             }
         }
     }
