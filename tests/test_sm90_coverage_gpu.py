@@ -196,3 +196,19 @@ def test_m_grouped_256_row_tiles_across_two_experts(dtype, monkeypatch):
     assert res.choice.config.block_m == 256
     _check(call, lambda: dgreg.m_grouped_gemm_contiguous(a, b, d, **kwargs),
            1e-3 if dtype == "fp8" else 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(129, 1920), (64, 64), (1000, 7168), (3, 77, 512)])
+def test_transposing_copy_is_exact(dtype, shape):
+    from dgreg_sm90.transpose import to_k_major
+
+    *lead, rows, k = shape
+    per16 = 16 // torch.empty((), dtype=dtype).element_size()
+    padded = -(-rows // per16) * per16
+    storage = torch.randn(*lead, k, padded, device="cuda").to(dtype)
+    x = storage[..., :rows].transpose(-1, -2)  # [.., rows, K], stride 1 along rows
+    got = to_k_major(x)
+    assert got.is_contiguous() and got.shape == x.shape
+    assert torch.equal(got.view(torch.uint8 if dtype == torch.float8_e4m3fn else torch.int16),
+                       x.contiguous().view(torch.uint8 if dtype == torch.float8_e4m3fn else torch.int16))

@@ -74,3 +74,20 @@ def test_every_picked_config_compiles_with_qgmma_and_no_spills(tmp_path):
         log = (built.entry.path / "compile.log").read_text()
         for warning in ("C7508", "C7510", "C7511", "C7517"):  # setmaxnreg ignored, wgmma serialised
             assert warning not in log, f"{case_id} {cfg!r}: ptxas warning {warning}"
+
+
+@pytest.mark.parametrize("elem_bytes", [1, 2])
+def test_transpose_kernel_compiles_with_vector_accesses_and_no_local_memory(tmp_path, elem_bytes):
+    try:
+        find_tool("cuobjdump")
+    except dgreg.DgregError as exc:
+        pytest.skip(str(exc))
+    from dgreg.jit import compile_source
+    from dgreg_sm90 import transpose
+
+    built = compile_source(transpose.source(elem_bytes), tmp_path)
+    sass = disassemble(built.cubin)
+    summary = summarize(sass)
+    assert summary.local_memory == 0
+    # 16-byte global loads and stores on the fast path
+    assert "LDG.E.128" in sass and "STG.E.128" in sass

@@ -8,6 +8,7 @@ from dgreg import LaunchSpec
 from dgreg.errors import DgregError
 from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90GemmConfig
+from dgreg_sm90.transpose import to_k_major
 
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
 # the kernel's parameters (sm90_gemm.cuh): five tensor maps, B block scales and strides, D and
@@ -64,7 +65,7 @@ def _flat(name: str, x, rows: int):
 def k_major(x):
     """``x`` ([.., rows, K]) with stride 1 along K: the wgmma reads FP8 operands K-major only,
     so an MN-major operand (layouts NN, TN, TT) is transposed by one copy before the launch."""
-    return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()
+    return to_k_major(x)
 
 
 def k_grouped_operand(x, ks: tuple[int, ...], block: int):
@@ -73,8 +74,9 @@ def k_grouped_operand(x, ks: tuple[int, ...], block: int):
     multiple of it), so that no K block of the kernel straddles two groups."""
     import torch
 
+    x = to_k_major(x)
     if all(k % block == 0 for k in ks):
-        return x.contiguous()
+        return x
     padded = [-(-k // block) * block for k in ks]
     out = torch.zeros(x.shape[0], sum(padded), dtype=x.dtype, device=x.device)
     src = dst = 0
