@@ -50,6 +50,7 @@ namespace dgreg_sm90 {
 constexpr int ROW_BYTES = 128;  // one 128B swizzle atom of K per tile row
 constexpr int BLOCK_K = ROW_BYTES / (IS_FP8 ? 1 : 2);  // K elements per block
 constexpr int K_STEPS = 4;  // wgmma per block: k32 (FP8) or k16 (BF16), 32 bytes each
+constexpr int RASTER_M = 8;  // m-blocks per band of the tile order (see unit_work)
 constexpr int MATH_THREADS = NUM_MATH_WG * 128;
 constexpr int THREADS = MATH_THREADS + 128;
 constexpr int WG_ROWS = 64 * M_SUB;
@@ -131,9 +132,13 @@ __device__ __forceinline__ bool unit_work(int unit, int m_blocks, int n_blocks, 
         kb0 = __ldg(row_groups + w.group);
         kb1 = __ldg(row_groups + w.group + 1);
     }
-    // m-fastest order: the CTAs running at once share few B columns and many A rows
-    w.m_blk = t % m_blocks;
-    w.n_blk = t / m_blocks;
+    // Tiles go m-fastest within bands of RASTER_M m-blocks, band after band: the CTAs running
+    // at once share a few A row blocks and a few B column blocks, which stay in L2 (plain
+    // m-fastest order over a tall A streams all of A from HBM once per B column block).
+    const int band = t / (RASTER_M * n_blocks), in_band = t % (RASTER_M * n_blocks);
+    const int band_rows = min(RASTER_M, m_blocks - band * RASTER_M);
+    w.m_blk = band * RASTER_M + in_band % band_rows;
+    w.n_blk = in_band / band_rows;
     w.kb_begin = kb0 + split * (kb1 - kb0) / SPLIT_K;
     w.kb_end = kb0 + (split + 1) * (kb1 - kb0) / SPLIT_K;
     w.b_row = w.n_blk * BLOCK_N;
