@@ -183,8 +183,23 @@ def claim(inst: Instance, plugin: str, device: Device, tensors_on: str) -> Claim
         return Claim("claimed", chosen.kernel_id)
     reasons = [f"{d.candidate.kernel_id}: {d.reason}" for d in res.decisions
                if d.candidate.plugin == plugin and d.reason]
-    why = "; ".join(reasons) or f"offers no kernel on {device.arch}"
+    why = "; ".join(reasons) or _offers_nothing(plugin, device)
     return Claim("unclaimed", reason=f"not claimed by {plugin} on {device.arch} ({why})")
+
+
+_GPU_NAMES = {"sm90": "Hopper", "sm100": "Blackwell"}  # arch family -> the GPUs' name
+
+
+def _offers_nothing(plugin: str, device: Device) -> str:
+    """Why a plugin has no candidate at all here: usually the GPU it serves is absent."""
+    from dgreg.registry import get_registry
+
+    info = get_registry().find(plugin)
+    archs = [arch for arch in (info.archs if info else ()) if arch != "*"]
+    if not archs or device.arch in archs:
+        return f"offers no kernel on {device.arch}"
+    names = sorted({_GPU_NAMES.get(arch.rstrip("abf"), arch) for arch in archs})
+    return f"no {' or '.join(names)} GPU; {plugin} serves {', '.join(archs)}"
 
 
 # -- building inputs ---------------------------------------------------------------------------
