@@ -10,7 +10,7 @@ import json
 import sys
 
 from dgreg import config
-from dgreg.bench import run_dense
+from dgreg.bench import run_suite
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
     for setting in ("-ffma_interleave", "ffma_interleave"):
         with config.scope(DGREG_SASS_PASSES=(setting,)):
             print(f"== DGREG_SASS_PASSES={setting}")
-            results[setting] = run_dense(log=lambda line: None)
+            results[setting] = run_suite("fp8", log=lambda line: None)
     off, on = results["-ffma_interleave"]["rows"], results["ffma_interleave"]["rows"]
     print(f"{'M':>5} {'N':>6} {'K':>6} | {'off us':>8} {'on us':>8} {'on/off':>7}")
     for a, b in zip(off, on, strict=True):

@@ -18,8 +18,7 @@ import torch
 
 import dgreg
 from dgreg import dispatch
-from dgreg.bench import _check, kernel_time_us
-from dgreg.reference import dequantize_1d2d
+from dgreg.bench import _check, _operands, kernel_time_us
 
 SHAPES = [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
           (128, 4096, 7168), (128, 7168, 2048), (128, 32768, 512)]
@@ -36,11 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     for m, n, k in SHAPES:
-        a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda"))
-        b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda"))
-        a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
-        a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
-        ref = a_ref @ b_ref.T
+        a8, a_sf, b8, b_sf, ref = _operands("fp8", m, n, k)
         for forced in CONFIGS:
             os.environ["DGREG_SM90_CONFIG"] = forced
             dispatch.clear_caches()

@@ -49,9 +49,9 @@ def _aligned(*tensors: Any) -> bool:
 def _run(call: GemmCall, plugin: str | None, key: Any = None,
          remake: Callable[..., GemmCall] | None = None) -> torch.Tensor:
     p = call.problem
-    if p.m == 0 or p.n == 0 or p.k == 0:
+    if p.is_empty or p.k == 0:
         dispatch.check_pin(plugin)  # a bad pin is an error even when nothing needs a kernel
-        if p.k == 0 and not (p.m == 0 or p.n == 0):  # D = C (or 0) on the rows the op writes
+        if not p.is_empty:  # k == 0: D = C (or 0) on the rows the op writes
             reference.run(call)
         return call.d
     _, runner = dispatch._plan(call, plugin)
@@ -225,8 +225,7 @@ def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     try:
         key = ("k_grouped", _sig(a), _sig(b), _sig(d), c is d and c is not None, _sig(c),
                type(ks), tuple(map(_exact, ks)), _sig(ks_tensor), _sig(a_scale), _sig(b_scale),
-               recipe, plugin,
-               dispatch._pin.get())
+               recipe, plugin, dispatch._pin.get())
         fast = _FAST.get(key)
     except (AttributeError, TypeError):
         key = fast = None

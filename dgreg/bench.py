@@ -34,7 +34,7 @@ import torch
 import dgreg
 from dgreg.reference import dequantize_1d2d
 
-__all__ = ["DENSE_SHAPES", "GROUPED_SHAPES", "run_bf16", "run_dense", "run_suite"]
+__all__ = ["DENSE_SHAPES", "GROUPED_SHAPES", "LAYOUT_SHAPES", "run_suite"]
 
 #: DeepGEMM's dense table: M x (N, K)
 DENSE_SHAPES = [(m, n, k) for m in (64, 128, 4096)
@@ -136,18 +136,35 @@ def _check(d: torch.Tensor, ref: torch.Tensor, what: str, limit: float = 1e-3) -
     return diff
 
 
-def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
-    """DeepGEMM-style FP8 inputs, dgreg's call, cuBLASLt's block-scaled call, the reference."""
-    a8, a_sf = dgreg.per_token_cast_to_fp8(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
-    b8, b_sf = dgreg.per_block_cast_to_fp8(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-    a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
+def _operands(dtype: str, m: int, n: int, k: int) -> tuple[Any, ...]:
+    """DeepGEMM-style inputs (random normal BF16; FP8: cast per token for A, per 128 x 128 block
+    for B) and their float64 product: (a, a_scale, b, b_scale, reference)."""
+    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    if dtype == "bf16":
+        return a, None, b, None, a.double() @ b.double().T
+    a8, a_sf = dgreg.per_token_cast_to_fp8(a)
+    b8, b_sf = dgreg.per_block_cast_to_fp8(b)
     a_ref, b_ref = dequantize_1d2d(a8, a_sf, b8, b_sf)
-    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    return a8, a_sf, b8, b_sf, a_ref @ b_ref.T
+
+
+def _dense_case(dtype: str, m: int, n: int, k: int, ref: torch.Tensor) -> dict[str, Any]:
+    """What every dense case shares: sizes, bytes (A + B + D), tolerance, a poisoned D."""
+    elem = 1 if dtype == "fp8" else 2
+    return {"flops": 2 * m * n * k, "bytes": elem * (m * k + n * k) + 2 * m * n,
+            "limit": 1e-3 if dtype == "fp8" else 1e-5, "ref": ref,
+            "d": torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)}
+
+
+def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
+    """dgreg's FP8 1d2d call and cuBLASLt's block-scaled call on the same inputs."""
+    a8, a_sf, b8, b_sf, ref = _operands("fp8", m, n, k)
+    a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
+    case = _dense_case("fp8", m, n, k, ref)
     return {
-        "label": (m, n, k), "flops": 2 * m * n * k, "explain": ("fp8_gemm", (m, n, k)),
-        "d": d, "limit": 1e-3, "bytes": m * k + n * k + 2 * m * n,
-        "ref": a_ref @ b_ref.T,
-        "ours": functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf),
+        **case, "explain": ("fp8_gemm", (m, n, k)),
+        "ours": functools.partial(dgreg.gemm, a8, b8, case["d"], a_scale=a_sf, b_scale=b_sf),
         # B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
         # storage: the forms cuBLASLt's block-scaled path accepts
         "theirs": functools.partial(torch._scaled_mm, a8, b8.t(), scale_a=a_sf, scale_b=b_sf.t(),
@@ -156,12 +173,10 @@ def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
 
 
 def _prepare_bf16(m: int, n: int, k: int) -> dict[str, Any]:
-    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-    return {"label": (m, n, k), "flops": 2 * m * n * k, "explain": ("bf16_gemm", (m, n, k)),
-            "d": d, "limit": 1e-5, "bytes": 2 * (m * k + n * k) + 2 * m * n,
-            "ref": a.double() @ b.double().T, "ours": functools.partial(dgreg.gemm, a, b, d),
+    a, _, b, _, ref = _operands("bf16", m, n, k)
+    case = _dense_case("bf16", m, n, k, ref)
+    return {**case, "explain": ("bf16_gemm", (m, n, k)),
+            "ours": functools.partial(dgreg.gemm, a, b, case["d"]),
             "theirs": functools.partial(torch.mm, a, b.t())}
 
 
@@ -207,7 +222,7 @@ def _prepare_grouped(kind: str, groups: int, per: int, n: int, k: int) -> dict[s
         def theirs():
             return torch._scaled_grouped_mm(flat8, rb8.transpose(1, 2), flat_sf, rb_sf,
                                             offs=offs, out_dtype=torch.bfloat16).view(groups, per, n)
-    return {"label": (kind, groups, per, n, k), "flops": 2 * groups * per * n * k,
+    return {"flops": 2 * groups * per * n * k,
             "bytes": groups * (per * k + n * k + 2 * per * n), "limit": 1e-3,
             "explain": (f"m_grouped_fp8_gemm_{kind}", problem), "d": d,
             "ref": a_ref @ b_ref.transpose(1, 2), "ours": ours, "theirs": theirs,
@@ -217,34 +232,16 @@ def _prepare_grouped(kind: str, groups: int, per: int, n: int, k: int) -> dict[s
 def _prepare_layout(dtype: str, layout: str, m: int, n: int, k: int) -> dict[str, Any]:
     """dgreg in ``layout`` against dgreg in NT on the same data (both checked): the price of
     making MN-major operands K-major."""
-    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-    if dtype == "fp8":
-        a, a_sf = dgreg.per_token_cast_to_fp8(a)
-        b, b_sf = dgreg.per_block_cast_to_fp8(b)
-        a_ref, b_ref = dequantize_1d2d(a, a_sf, b, b_sf)
-    else:
-        a_ref, b_ref = a.double(), b.double()
-        a_sf = b_sf = None
-    nt = dict(a_scale=a_sf, b_scale=b_sf)
-    a_l = a if layout[0] == "N" else a.t().contiguous()
-    b_l = b if layout[1] == "T" else b.t().contiguous()
-    kwargs = dict(layout=layout,
-                  a_scale=a_sf if layout[0] == "N" or a_sf is None else a_sf.t(),
-                  b_scale=b_sf if layout[1] == "T" or b_sf is None else b_sf.t())
-    d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-    d_nt = torch.empty_like(d)
-    elem = 1 if dtype == "fp8" else 2
-    op = f"{dtype}_gemm"
-
-    def theirs():
-        return dgreg.gemm(a, b, d_nt, **nt)
-
-    return {"label": (dtype, layout, m, n, k), "flops": 2 * m * n * k,
-            "bytes": elem * (m * k + n * k) + 2 * m * n, "limit": 1e-3 if dtype == "fp8" else 1e-5,
-            "explain": (op, dgreg.Problem(m, n, k), {"layout": layout}), "d": d,
-            "ref": a_ref @ b_ref.T, "ours": functools.partial(dgreg.gemm, a_l, b_l, d, **kwargs),
-            "theirs": theirs}
+    a, a_sf, b, b_sf, ref = _operands(dtype, m, n, k)
+    case = _dense_case(dtype, m, n, k, ref)
+    a_t, b_t = layout[0] == "T", layout[1] == "N"  # the operands passed transposed
+    passed = dict(layout=layout, a_scale=a_sf.t() if a_t and a_sf is not None else a_sf,
+                  b_scale=b_sf.t() if b_t and b_sf is not None else b_sf)
+    d_nt = torch.empty_like(case["d"])
+    return {**case, "explain": (f"{dtype}_gemm", dgreg.Problem(m, n, k), {"layout": layout}),
+            "ours": functools.partial(dgreg.gemm, a.t().contiguous() if a_t else a,
+                                      b.t().contiguous() if b_t else b, case["d"], **passed),
+            "theirs": functools.partial(dgreg.gemm, a, b, d_nt, a_scale=a_sf, b_scale=b_sf)}
 
 
 def _shapes(kind: str) -> list[tuple[tuple[Any, ...], float | None]]:
@@ -256,7 +253,7 @@ def _shapes(kind: str) -> list[tuple[tuple[Any, ...], float | None]]:
     return list(zip(DENSE_SHAPES, published, strict=True))
 
 
-#: suite -> (prepare(*shape), the library compared, its label, the peak to measure)
+#: suite -> (prepare(*shape), the library compared, the peak to measure)
 _SUITES = {"fp8": (_prepare_fp8, "cuBLASLt", "fp8"), "bf16": (_prepare_bf16, "cuBLAS", "bf16"),
            "grouped": (_prepare_grouped, "torch-grouped", "fp8"),
            "layouts": (_prepare_layout, "dgreg NT", "fp8")}
@@ -333,18 +330,6 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
             "suite": kind, "vendor": vendor, "peaks": peaks, "rows": rows, "summary": summary}
 
 
-def run_dense(shapes: list[tuple[int, int, int]] | None = None, *,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """FP8 1d2d NT against torch._scaled_mm (block-wise scales)."""
-    return run_suite("fp8", shapes, log=log)
-
-
-def run_bf16(shapes: list[tuple[int, int, int]] | None = None, *,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """BF16 NT against torch.mm."""
-    return run_suite("bf16", shapes, log=log)
-
-
 def plot(result: dict[str, Any], path: str) -> None:
     import matplotlib
 
@@ -369,7 +354,7 @@ def plot(result: dict[str, Any], path: str) -> None:
 
 
 def main(json_path: str | None = None, plot_path: str | None = None,
-               suite: str = "fp8") -> dict[str, Any]:
+         suite: str = "fp8") -> dict[str, Any]:
     result = run_suite(suite)
     if json_path:
         with open(json_path, "w") as f:

@@ -175,8 +175,9 @@ def _row_major(name: str, x: torch.Tensor) -> None:
                                        f"strides {list(x.stride())} for shape {list(x.shape)}")
 
 
-def _kb(k: int) -> int:
-    return -(-k // SCALE_BLOCK)
+def _blocks(size: int) -> int:
+    """Scale blocks along a dimension: ceil(size / 128)."""
+    return -(-size // SCALE_BLOCK)
 
 
 def _int(name: str, value: object, minimum: int = 0) -> int:
@@ -241,7 +242,7 @@ def _infer_recipe(dtype: DType, a_scale: Any, b_scale: Any, recipe: Any, n: int,
     b_scale = _tensor("b_scale", b_scale, " of scale factors (FP8 operands need them)")
     if a_scale.dtype == torch.int32:
         return Recipe.UE8M0
-    if b_scale.dim() >= 2 and b_scale.shape[b_blocks_dim] == -(-n // SCALE_BLOCK):
+    if b_scale.dim() >= 2 and b_scale.shape[b_blocks_dim] == _blocks(n):
         return Recipe.R1D2D
     return Recipe.R1D1D
 
@@ -263,7 +264,7 @@ def _scale(name: str, sf: Any, recipe: Recipe, rows: int, kb: int, lead: tuple[i
 
 
 def _b_scale_rows(recipe: Recipe, n: int) -> int:
-    return -(-n // SCALE_BLOCK) if recipe == Recipe.R1D2D else n
+    return _blocks(n) if recipe == Recipe.R1D2D else n
 
 
 def _scales(dtype: DType, recipe: Recipe, a_scale: Any, b_scale: Any, *, m: int, n: int, k: int,
@@ -272,7 +273,7 @@ def _scales(dtype: DType, recipe: Recipe, a_scale: Any, b_scale: Any, *, m: int,
     """Validate scales given in their operands' orientation; return logical [.., rows, KB] views."""
     if dtype == DType.BF16:
         return None, None
-    kb = _kb(k)
+    kb = _blocks(k)
     a_sf = _scale_view("a_scale", a_scale, a_t)
     b_sf = _scale_view("b_scale", b_scale, b_t)
     b_rows = _b_scale_rows(recipe, n)

@@ -42,7 +42,7 @@ def _bf16(a: Any, b: Any) -> None:
 
 def _packed(recipe: Any, a_sf: Any) -> Any:
     """DeepGEMM's recipe tuples give granularity; int32 scales mean the UE8M0 format."""
-    if isinstance(a_sf, torch.Tensor) and a_sf.dtype == torch.int32 and recipe is not None:
+    if recipe is not None and isinstance(a_sf, torch.Tensor) and a_sf.dtype == torch.int32:
         try:
             if Recipe.parse(recipe) == Recipe.R1D1D:
                 return Recipe.UE8M0

@@ -35,6 +35,14 @@ def _parse_str(name: str, raw: str) -> str | None:
     return raw.strip() or None
 
 
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "bool": _parse_bool,
+    "list": _parse_list,
+    "str": _parse_str,
+    "path": _parse_str,
+}
+
+
 @attrs.frozen
 class Knob:
     name: str
@@ -43,13 +51,7 @@ class Knob:
     doc: str
 
     def parse(self, raw: str) -> Any:
-        parser: Callable[[str, str], Any] = {
-            "bool": _parse_bool,
-            "list": _parse_list,
-            "str": _parse_str,
-            "path": _parse_str,
-        }[self.kind]
-        return parser(self.name, raw)
+        return _PARSERS[self.kind](self.name, raw)
 
 
 def _knobs(*knobs: Knob) -> dict[str, Knob]:

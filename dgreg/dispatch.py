@@ -19,8 +19,14 @@ import attrs
 
 from dgreg import config
 from dgreg.device import Device, current_device
-from dgreg.errors import FallbackWarning, NoKernelError, PluginError
-from dgreg.kernel import Candidate, ConfigChoice, KernelKey
+from dgreg.errors import (
+    CaptureError,
+    FallbackWarning,
+    InvalidArgumentError,
+    NoKernelError,
+    PluginError,
+)
+from dgreg.kernel import Candidate, ConfigChoice, KernelKey, LaunchSpec
 from dgreg.registry import Registry, get_registry
 from dgreg.spec import GemmSpec, Problem
 
@@ -145,8 +151,6 @@ def use(plugin: str | None) -> Iterator[None]:
 
 def set_num_sms(num_sms: int) -> None:
     """Limit the SMs kernels may use (e.g. to leave room for communication kernels)."""
-    from dgreg.errors import InvalidArgumentError
-
     if not isinstance(num_sms, int) or isinstance(num_sms, bool) or num_sms < 1:
         raise InvalidArgumentError("num_sms", "a positive int", repr(num_sms))
     device = current_device()
@@ -220,8 +224,6 @@ def _pin_of(plugin: object) -> str | None:
     """The pin in force: the ``plugin=`` argument, else ``dgreg.use``, else DGREG_FORCE_PLUGIN."""
     if plugin is not None:
         if not isinstance(plugin, str) or not plugin:
-            from dgreg.errors import InvalidArgumentError
-
             raise InvalidArgumentError("plugin", "a plugin name (str) or None", repr(plugin))
         return plugin
     return _pin.get() or config.get("DGREG_FORCE_PLUGIN")
@@ -324,9 +326,7 @@ def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:
 def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> Any:
     """Build (or fetch) and load the kernel, and ask its plugin once how to launch it."""
     from dgreg import jit
-    from dgreg.errors import CaptureError
     from dgreg.jit.launch import LoadedKernel
-    from dgreg.kernel import LaunchSpec
 
     candidate, cfg = plan.chosen, plan.choice.config
     if jit.is_capturing():

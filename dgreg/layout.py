@@ -37,6 +37,7 @@ __all__ = [
     "get_mk_alignment_for_contiguous_layout",
     "get_mn_major_tma_aligned_packed_ue8m0_tensor",
     "get_mn_major_tma_aligned_tensor",
+    "get_mn_major_tma_aligned_ue8m0_words",
     "get_tma_aligned_size",
     "pack_ue8m0_to_int",
     "per_block_cast_to_fp8",
@@ -320,6 +321,18 @@ def get_mn_major_tma_aligned_packed_ue8m0_tensor(sf: Tensor) -> Tensor:
     """
     sf = _check_tensor(sf, "sf", (2, 3), (torch.float32,))
     return _to_mn_major_tma_aligned(_pack_exponents(ceil_to_ue8m0(sf)))
+
+
+def get_mn_major_tma_aligned_ue8m0_words(packed: Tensor) -> Tensor:
+    """Lay out already-packed UE8M0 scales MN-major for TMA, without rounding or packing.
+
+    ``packed`` is int32 ``[MN, W]`` or ``[G, MN, W]`` (as :func:`pack_ue8m0_to_int` returns);
+    the result has the strides :func:`get_mn_major_tma_aligned_packed_ue8m0_tensor` gives.
+    Values and shape are unchanged; ``packed`` itself is returned when it already has exactly
+    those strides.
+    """
+    packed = _check_tensor(packed, "packed", (2, 3), (torch.int32,))
+    return _to_mn_major_tma_aligned(packed)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from dgreg import api
+from dgreg.spec import Recipe
 
 __all__ = ["LIB", "call_op"]
 
@@ -67,11 +68,7 @@ for _name, _impl in _IMPLS.items():
 
 
 def _recipe_text(recipe: Any) -> str | None:
-    if recipe is None:
-        return None
-    from dgreg.spec import Recipe
-
-    return Recipe.parse(recipe).value
+    return None if recipe is None else Recipe.parse(recipe).value
 
 
 def call_op(name: str, a: Any, b: Any, d: Any, **kw: Any) -> Any:

@@ -16,12 +16,18 @@ from dgreg.call import GemmCall
 from dgreg.errors import InvalidArgumentError
 from dgreg.hookspecs import API_VERSION, hookimpl
 from dgreg.kernel import Candidate
-from dgreg.layout import unpack_ue8m0_from_int
+from dgreg.layout import (
+    align,
+    ceil_div,
+    get_mk_alignment_for_contiguous_layout,
+    unpack_ue8m0_from_int,
+)
 from dgreg.spec import SCALE_BLOCK, Grouping, Recipe
 
 __all__ = ["ReferencePlugin", "compute", "dequantize", "dequantize_1d2d", "run"]
 
-MK_ALIGNMENT = 128  # rows of one M block of the contiguous grouped layout
+# rows of one M block of the contiguous grouped layout
+MK_ALIGNMENT = get_mk_alignment_for_contiguous_layout()
 
 
 def _expand(sf: torch.Tensor, rows: int, k: int, row_block: int) -> torch.Tensor:
@@ -39,7 +45,7 @@ def dequantize(x: torch.Tensor, sf: torch.Tensor | None, recipe: Recipe, *, bloc
     if sf is None or recipe == Recipe.NONE:
         return out
     rows, k = x.shape[-2], x.shape[-1]
-    kb = -(-k // SCALE_BLOCK)
+    kb = ceil_div(k, SCALE_BLOCK)
     values = unpack_ue8m0_from_int(sf, kb) if recipe == Recipe.UE8M0 else sf
     scale = _expand(values.to(dtype), rows, k, SCALE_BLOCK if block_rows else 1)
     return out * scale
@@ -69,7 +75,7 @@ def _contiguous_row_groups(call: GemmCall) -> torch.Tensor:
                                       f"end rounded up to {MK_ALIGNMENT} (where the group starts)",
                     f"end {end} for group {g} starting at {start}")
             ids[start:end] = g
-            start = -(-end // MK_ALIGNMENT) * MK_ALIGNMENT
+            start = align(end, MK_ALIGNMENT)
         return ids.to(layout.device)
     ids = layout.to(torch.int64)
     if m and (int(ids.min()) < -1 or int(ids.max()) >= groups):

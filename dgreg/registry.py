@@ -293,11 +293,16 @@ _registry: Registry | None = None
 _registry_key: tuple[Any, ...] | None = None
 
 
+def _settings_key() -> tuple[Any, ...]:
+    """The settings a registry is built from: (allow, block, trace)."""
+    return (config.get("DGREG_PLUGINS"), config.get("DGREG_DISABLE_PLUGINS"),
+            config.get("DGREG_TRACE_PLUGINS"))
+
+
 def get_registry() -> Registry:
     """The process-wide registry, rebuilt when the plugin settings change."""
     global _registry, _registry_key
-    key = (config.get("DGREG_PLUGINS"), config.get("DGREG_DISABLE_PLUGINS"),
-           config.get("DGREG_TRACE_PLUGINS"))
+    key = _settings_key()
     if _registry is None or key != _registry_key:
         _registry = Registry(allow=key[0], block=key[1] or (), trace=key[2])
         _registry_key = key
@@ -312,9 +317,7 @@ def set_registry(registry: Registry | None) -> Registry | None:
     from dgreg import dispatch
 
     dispatch.clear_caches()
-    _registry_key = None if registry is None else (
-        config.get("DGREG_PLUGINS"), config.get("DGREG_DISABLE_PLUGINS"),
-        config.get("DGREG_TRACE_PLUGINS"))
+    _registry_key = None if registry is None else _settings_key()
     return old
 
 

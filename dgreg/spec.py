@@ -112,13 +112,11 @@ class Recipe(str, enum.Enum):
 
 
 def _enum_converter(enum_type: type[enum.Enum]):
+    """A converter for enums without their own ``parse`` (DType and Recipe have one)."""
+
     def convert(value: Any) -> Any:
         if isinstance(value, enum_type):
             return value
-        if enum_type is DType:
-            return DType.parse(value)
-        if enum_type is Recipe:
-            return Recipe.parse(value)
         try:
             return enum_type(str(value).upper() if enum_type is Layout else str(value).lower())
         except ValueError:
@@ -151,12 +149,12 @@ class GemmSpec:
     Combinations dgreg does not define raise :class:`UnsupportedSpecError` naming the rule.
     """
 
-    a_dtype: DType = attrs.field(converter=_enum_converter(DType))
-    b_dtype: DType = attrs.field(converter=_enum_converter(DType))
-    d_dtype: DType = attrs.field(default=DType.BF16, converter=_enum_converter(DType))
+    a_dtype: DType = attrs.field(converter=DType.parse)
+    b_dtype: DType = attrs.field(converter=DType.parse)
+    d_dtype: DType = attrs.field(default=DType.BF16, converter=DType.parse)
     layout: Layout = attrs.field(default=Layout.NT, converter=_enum_converter(Layout))
     grouping: Grouping = attrs.field(default=Grouping.NONE, converter=_enum_converter(Grouping))
-    recipe: Recipe = attrs.field(default=Recipe.NONE, converter=_enum_converter(Recipe))
+    recipe: Recipe = attrs.field(default=Recipe.NONE, converter=Recipe.parse)
     accumulate: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:

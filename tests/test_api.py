@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from api_inputs import BF16, FP8, FP32, gen, i32, operand, scales
 
 import dgreg
 from dgreg import config
@@ -15,40 +16,18 @@ from dgreg.call import dense_call
 from dgreg.errors import FallbackWarning, NoKernelError
 from dgreg.spec import Recipe
 
-FP8 = torch.float8_e4m3fn
-BF16 = torch.bfloat16
-FP32 = torch.float32
-
-
-def _g(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _op(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    x = torch.randn(*shape, generator=_g(seed))
-    return (x * 16).to(FP8) if dtype == FP8 else x.to(dtype)
-
-
-def _sf(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.rand(*shape, generator=_g(seed)) * 3 + 0.25
-
-
-def _i32(values: list[int]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.int32)
-
-
 M, N, K = 32, 160, 256  # NB = 2, KB = 2
 
 
 def _fp8(recipe: str, m: int = M, n: int = N, k: int = K) -> dict[str, Any]:
     kb = -(-k // 128)
     if recipe == "ue8m0":
-        sa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(m, kb)))
-        sb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(n, kb, seed=2)))
+        sa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(scales(m, kb, seed=1)))
+        sb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(scales(n, kb, seed=2)))
     else:
-        sa = _sf(m, kb)
-        sb = _sf(-(-n // 128) if recipe == "1d2d" else n, kb, seed=2)
-    return {"a": _op((m, k), FP8), "b": _op((n, k), FP8, 1), "a_scale": sa, "b_scale": sb}
+        sa = scales(m, kb, seed=1)
+        sb = scales(-(-n // 128) if recipe == "1d2d" else n, kb, seed=2)
+    return {"a": operand((m, k), FP8), "b": operand((n, k), FP8, 1), "a_scale": sa, "b_scale": sb}
 
 
 @pytest.fixture
@@ -62,15 +41,16 @@ def quiet() -> Any:
 
 def _grouped_calls() -> dict[str, tuple[Any, dict[str, Any], tuple[int, ...]]]:
     return {
-        "gemm": (dgreg.gemm, {"a": _op((M, 64), BF16), "b": _op((N, 64), BF16, 1)}, (M, N)),
+        "gemm": (dgreg.gemm, {"a": operand((M, 64), BF16), "b": operand((N, 64), BF16, 1)}, (M, N)),
         "m_contiguous": (dgreg.m_grouped_gemm_contiguous,
-                         {"a": _op((256, 64), BF16), "b": _op((2, 16, 64), BF16, 1),
-                          "grouped_layout": _i32([0] * 128 + [1] * 128)}, (256, 16)),
+                         {"a": operand((256, 64), BF16), "b": operand((2, 16, 64), BF16, 1),
+                          "grouped_layout": i32([0] * 128 + [1] * 128)}, (256, 16)),
         "m_masked": (dgreg.m_grouped_gemm_masked,
-                     {"a": _op((2, 8, 64), BF16), "b": _op((2, 16, 64), BF16, 1),
-                      "masked_m": _i32([3, 8])}, (2, 8, 16)),
+                     {"a": operand((2, 8, 64), BF16), "b": operand((2, 16, 64), BF16, 1),
+                      "masked_m": i32([3, 8])}, (2, 8, 16)),
         "k_grouped": (dgreg.k_grouped_gemm_contiguous,
-                      {"a": _op((64, 8), BF16), "b": _op((64, 16), BF16, 1), "ks": [16, 48]},
+                      {"a": operand((64, 8), BF16), "b": operand((64, 16), BF16, 1),
+                       "ks": [16, 48]},
                       (2, 8, 16)),
     }
 
@@ -105,8 +85,8 @@ def test_k_grouped_allocates_fp32(quiet: Any) -> None:
 
 @pytest.mark.parametrize(("c_dtype", "expected"), [(FP32, FP32), (BF16, BF16)])
 def test_allocated_d_follows_c(quiet: Any, c_dtype: torch.dtype, expected: torch.dtype) -> None:
-    a, b = _op((M, 64), BF16), _op((N, 64), BF16, 1)
-    c = torch.randn(M, N, generator=_g(3)).to(c_dtype)
+    a, b = operand((M, 64), BF16), operand((N, 64), BF16, 1)
+    c = torch.randn(M, N, generator=gen(3)).to(c_dtype)
     out = dgreg.gemm(a, b, c=c)
     assert out.dtype == expected
     ref = dgreg.gemm(a, b, out_dtype=FP32)
@@ -115,7 +95,7 @@ def test_allocated_d_follows_c(quiet: Any, c_dtype: torch.dtype, expected: torch
 
 
 def test_out_dtype_overrides_c(quiet: Any) -> None:
-    a, b = _op((M, 64), BF16), _op((N, 64), BF16, 1)
+    a, b = operand((M, 64), BF16), operand((N, 64), BF16, 1)
     out = dgreg.gemm(a, b, c=torch.zeros(M, N), out_dtype=BF16)
     assert out.dtype == BF16
 
@@ -166,34 +146,36 @@ def test_recipe_inference_reads_b_scale_rows(quiet: Any) -> None:
 def test_recipe_inferred_for_grouped(quiet: Any) -> None:
     from dgreg.call import k_grouped_call, m_contiguous_call, m_masked_call
 
-    a, b = _op((256, 256), FP8), _op((2, 160, 256), FP8, 1)
-    gl = _i32([0] * 128 + [1] * 128)
-    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=_sf(256, 2),
-                             b_scale=_sf(2, 2, 2)).spec.recipe == Recipe.R1D2D
-    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=_sf(256, 2),
-                             b_scale=_sf(2, 160, 2)).spec.recipe == Recipe.R1D1D
-    assert m_masked_call(_op((2, 8, 256), FP8), b, masked_m=_i32([1, 2]), a_scale=_sf(2, 8, 2),
-                         b_scale=_sf(2, 2, 2)).spec.recipe == Recipe.R1D2D
+    a, b = operand((256, 256), FP8), operand((2, 160, 256), FP8, 1)
+    gl = i32([0] * 128 + [1] * 128)
+    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=scales(256, 2, seed=1),
+                             b_scale=scales(2, 2, 2, seed=1)).spec.recipe == Recipe.R1D2D
+    assert m_contiguous_call(a, b, grouped_layout=gl, a_scale=scales(256, 2, seed=1),
+                             b_scale=scales(2, 160, 2, seed=1)).spec.recipe == Recipe.R1D1D
+    assert m_masked_call(operand((2, 8, 256), FP8), b, masked_m=i32([1, 2]),
+                         a_scale=scales(2, 8, 2, seed=1),
+                         b_scale=scales(2, 2, 2, seed=1)).spec.recipe == Recipe.R1D2D
     words = torch.full((1, 16), 0x7F7F7F7F, dtype=torch.int32)
-    assert k_grouped_call(_op((512, 16), FP8), _op((512, 32), FP8), ks=[512], a_scale=words,
+    assert k_grouped_call(operand((512, 16), FP8), operand((512, 32), FP8), ks=[512], a_scale=words,
                           b_scale=torch.full((1, 32), 0x7F7F7F7F, dtype=torch.int32)
                           ).spec.recipe == Recipe.UE8M0
-    assert k_grouped_call(_op((256, 16), FP8), _op((256, 32), FP8), ks=[128, 128],
-                          a_scale=_sf(2, 16), b_scale=_sf(2, 32)).spec.recipe == Recipe.R1D1D
+    assert k_grouped_call(operand((256, 16), FP8), operand((256, 32), FP8), ks=[128, 128],
+                          a_scale=scales(2, 16, seed=1),
+                          b_scale=scales(2, 32, seed=1)).spec.recipe == Recipe.R1D1D
 
 
 # -- pins, fallback warning, strict mode ----------------------------------------------------------
 
 def _bf16_call(m: int = 8, n: int = 16) -> dict[str, Any]:
-    return {"a": _op((m, 32), BF16), "b": _op((n, 32), BF16, 1)}
+    return {"a": operand((m, 32), BF16), "b": operand((n, 32), BF16, 1)}
 
 
 def test_plugin_pin_to_reference_does_not_warn() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = dgreg.gemm(**_bf16_call(), plugin="reference")
-        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
-                                    masked_m=_i32([2]), plugin="reference")
+        dgreg.m_grouped_gemm_masked(operand((1, 4, 32), BF16), operand((1, 16, 32), BF16),
+                                    masked_m=i32([2]), plugin="reference")
     assert out.shape == (8, 16)
     assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
 
@@ -239,10 +221,10 @@ def test_fallback_warning_once_per_spec_and_device() -> None:
         dgreg.gemm(**_bf16_call(), out_dtype=FP32)
         dgreg.gemm(**_bf16_call(), out_dtype=FP32)
         dgreg.gemm(**_bf16_call(), c=torch.zeros(8, 16))
-        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
-                                    masked_m=_i32([2]))
-        dgreg.m_grouped_gemm_masked(_op((1, 4, 32), BF16), _op((1, 16, 32), BF16),
-                                    masked_m=_i32([4]))
+        dgreg.m_grouped_gemm_masked(operand((1, 4, 32), BF16), operand((1, 16, 32), BF16),
+                                    masked_m=i32([2]))
+        dgreg.m_grouped_gemm_masked(operand((1, 4, 32), BF16), operand((1, 16, 32), BF16),
+                                    masked_m=i32([4]))
     fallbacks = [str(w.message) for w in caught if issubclass(w.category, FallbackWarning)]
     assert len(fallbacks) == 3, fallbacks
 

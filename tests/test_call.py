@@ -3,8 +3,9 @@
 Each public function is called with a valid base call in which one argument is broken.
 The call must raise :class:`dgreg.InvalidArgumentError` whose ``argument`` is the broken
 argument and whose message quotes it. Hypothesis then throws malformed calls at the API:
-a call either returns the right result (checked against a float64 oracle written here) or
-raises InvalidArgumentError / UnsupportedSpecError, never a torch-internal exception.
+a call either returns the right result (checked against the float64 oracle of
+``tests/oracle.py``) or raises InvalidArgumentError / UnsupportedSpecError, never a
+torch-internal exception.
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from api_inputs import BF16, FP8, FP32, gen, i32, operand
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracle import dequant, k_blocks
 
 import dgreg
 from dgreg import layout as L
 from dgreg.call import dense_call
 from dgreg.errors import DgregError, InvalidArgumentError, NoKernelError, UnsupportedSpecError
 from dgreg.spec import Layout
-
-FP8 = torch.float8_e4m3fn
-BF16 = torch.bfloat16
-FP32 = torch.float32
 
 pytestmark = pytest.mark.filterwarnings("ignore::dgreg.errors.FallbackWarning")
 
@@ -49,21 +48,8 @@ ARGUMENTS = {
 
 # -- valid base calls ------------------------------------------------------------------------
 
-def _g() -> torch.Generator:
-    return torch.Generator().manual_seed(0)
-
-
-def _op(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    x = torch.randn(*shape, generator=_g())
-    return (x * 16).to(FP8) if dtype == FP8 else x.to(dtype)
-
-
 def _sf(*shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=_g()) + 0.5
-
-
-def _i32(values: list[int]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.int32)
+    return torch.rand(*shape, generator=gen()) + 0.5
 
 
 M, N, K = 32, 48, 256  # KB = 2, NB = 1
@@ -76,18 +62,18 @@ def base(name: str) -> dict[str, Any]:
     dt = FP8 if kind == "fp8" else BF16
     fp8 = kind == "fp8"
     if func == "gemm":
-        kw = {"a": _op((M, K), dt), "b": _op((N, K), dt)}
+        kw = {"a": operand((M, K), dt), "b": operand((N, K), dt)}
         if fp8:
             kw.update(a_scale=_sf(M, 2), b_scale=_sf(1, 2))
         return kw
     if func == "m_contiguous":
         ids = [0] * 128 + [1] * 100 + [-1] * 28
-        kw = {"a": _op((256, K), dt), "b": _op((G, N, K), dt), "grouped_layout": _i32(ids)}
+        kw = {"a": operand((256, K), dt), "b": operand((G, N, K), dt), "grouped_layout": i32(ids)}
         if fp8:
             kw.update(a_scale=_sf(256, 2), b_scale=_sf(G, 1, 2))
         return kw
     if func == "m_masked":
-        kw = {"a": _op((G, M, K), dt), "b": _op((G, N, K), dt), "masked_m": _i32([5, M]),
+        kw = {"a": operand((G, M, K), dt), "b": operand((G, N, K), dt), "masked_m": i32([5, M]),
               "expected_m": 16}
         if fp8:
             kw.update(a_scale=_sf(G, M, 2), b_scale=_sf(G, 1, 2))
@@ -95,8 +81,8 @@ def base(name: str) -> dict[str, Any]:
     assert func == "k_grouped"
     ks = [128, 256] if fp8 else [16, 48]
     total = sum(ks)
-    kw = {"a": _op((total, 16), dt), "b": _op((total, 32), dt), "ks": ks,
-          "c": torch.randn(len(ks), 16, 32, generator=_g())}
+    kw = {"a": operand((total, 16), dt), "b": operand((total, 32), dt), "ks": ks,
+          "c": torch.randn(len(ks), 16, 32, generator=gen())}
     if fp8:
         kw.update(a_scale=_sf(total // 128, 16), b_scale=_sf(total // 128, 32))
     return kw
@@ -217,16 +203,16 @@ for _key in ("a", "b"):
         case("gemm-bf16", _key, _cid, _mut)
 
 # dtypes
-case("gemm-fp8", "a", "a-float16", _set("a", _op((M, K), torch.float16)))
+case("gemm-fp8", "a", "a-float16", _set("a", operand((M, K), torch.float16)))
 case("gemm-fp8", "a", "a-int8", _set("a", torch.zeros(M, K, dtype=torch.int8)))
-case("gemm-fp8", "a", "a-float32", _set("a", _op((M, K), FP32)))
+case("gemm-fp8", "a", "a-float32", _set("a", operand((M, K), FP32)))
 case("gemm-fp8", "a", "a-e5m2", _set("a", torch.zeros(M, K, dtype=torch.float8_e5m2)))
-case("gemm-fp8", "b", "b-bf16-vs-a-fp8", _set("b", _op((N, K), BF16)))
-case("gemm-bf16", "b", "b-fp8-vs-a-bf16", _set("b", _op((N, K), FP8)))
-case("gemm-bf16", "b", "b-float16", _set("b", _op((N, K), torch.float16)))
-case("gemm-bf16", "a", "a-float16", _set("a", _op((M, K), torch.float16)))
+case("gemm-fp8", "b", "b-bf16-vs-a-fp8", _set("b", operand((N, K), BF16)))
+case("gemm-bf16", "b", "b-fp8-vs-a-bf16", _set("b", operand((N, K), FP8)))
+case("gemm-bf16", "b", "b-float16", _set("b", operand((N, K), torch.float16)))
+case("gemm-bf16", "a", "a-float16", _set("a", operand((M, K), torch.float16)))
 case("gemm-bf16", "a", "both-float16", lambda kw: kw.update(
-    a=_op((M, K), torch.float16), b=_op((N, K), torch.float16)))
+    a=operand((M, K), torch.float16), b=operand((N, K), torch.float16)))
 case("gemm-fp8", "d", "d-float16", _set("d", _d((M, N), torch.float16)))
 case("gemm-fp8", "d", "d-int32", _set("d", _d((M, N), torch.int32)))
 case("gemm-fp8", "d", "d-fp8", _set("d", _d((M, N), FP8)))
@@ -240,10 +226,10 @@ case("gemm-fp8", "out_dtype", "out_dtype-str", _set("out_dtype", "bf16"))
 case("gemm-fp8", "out_dtype", "out_dtype-vs-d", lambda kw: kw.update(
     out_dtype=FP32, d=_d((M, N), BF16)))
 # ndim
-case("gemm-fp8", "a", "a-3d", _set("a", _op((1, M, K), FP8)))
-case("gemm-fp8", "a", "a-1d", _set("a", _op((K,), FP8)))
-case("gemm-fp8", "b", "b-3d", _set("b", _op((1, N, K), FP8)))
-case("gemm-fp8", "b", "b-1d", _set("b", _op((K,), FP8)))
+case("gemm-fp8", "a", "a-3d", _set("a", operand((1, M, K), FP8)))
+case("gemm-fp8", "a", "a-1d", _set("a", operand((K,), FP8)))
+case("gemm-fp8", "b", "b-3d", _set("b", operand((1, N, K), FP8)))
+case("gemm-fp8", "b", "b-1d", _set("b", operand((K,), FP8)))
 case("gemm-fp8", "a", "a-0d", _set("a", torch.tensor(1.0).to(FP8)))
 case("gemm-fp8", "d", "d-3d", _set("d", _d((1, M, N))))
 case("gemm-fp8", "c", "c-1d", _set("c", _d((N,), FP32)))
@@ -251,8 +237,8 @@ case("gemm-fp8", "a_scale", "a_scale-1d", _set("a_scale", _sf(M)))
 case("gemm-fp8", "b_scale", "b_scale-3d", _set("b_scale", _sf(1, 1, 2)))
 case("gemm-fp8", "b_scale", "b_scale-1d", _set("b_scale", _sf(2)))
 # shapes
-case("gemm-fp8", "b", "b-K-mismatch", _set("b", _op((N, K + 16), FP8)))
-case("gemm-bf16", "b", "b-K-mismatch", _set("b", _op((N, K - 8), BF16)))
+case("gemm-fp8", "b", "b-K-mismatch", _set("b", operand((N, K + 16), FP8)))
+case("gemm-bf16", "b", "b-K-mismatch", _set("b", operand((N, K - 8), BF16)))
 case("gemm-fp8", "d", "d-shape", _set("d", _d((M, N + 16))))
 case("gemm-fp8", "d", "d-transposed-shape", _set("d", _d((N, M))))
 case("gemm-fp8", "c", "c-shape", _set("c", _d((M + 1, N), FP32)))
@@ -275,16 +261,17 @@ case("gemm-bf16", "a", "a-no-unit-stride", _set("a", lambda kw: no_unit_stride(k
 case("gemm-fp8", "b", "b-no-unit-stride", _set("b", lambda kw: no_unit_stride(kw["b"])))
 case("gemm-bf16", "b", "b-stride-2", _set("b", lambda kw: step(kw["b"], 2)))
 case("gemm-fp8", "a", "fp8-K100-row-stride", lambda kw: kw.update(
-    a=_op((M, 100), FP8), b=_op((N, 100), FP8), a_scale=_sf(M, 1), b_scale=_sf(1, 1)))
+    a=operand((M, 100), FP8), b=operand((N, 100), FP8), a_scale=_sf(M, 1), b_scale=_sf(1, 1)))
 case("gemm-bf16", "a", "bf16-K36-row-stride", lambda kw: kw.update(
-    a=_op((M, 36), BF16), b=_op((N, 36), BF16)))
+    a=operand((M, 36), BF16), b=operand((N, 36), BF16)))
 case("gemm-fp8", "b", "fp8-b-padded-rows", _set("b", lambda kw: padded_rows(kw["b"], 8)))
 case("gemm-bf16", "a", "bf16-TT-M-stride", lambda kw: kw.update(
-    a=_op((K, 36), BF16), b=_op((N, K), BF16), layout="TT"))
+    a=operand((K, 36), BF16), b=operand((N, K), BF16), layout="TT"))
 case("gemm-fp8", "a", "a-misaligned-ptr", _set("a", lambda kw: misptr(kw["a"])))
 case("gemm-fp8", "b", "b-misaligned-ptr", _set("b", lambda kw: misptr(kw["b"])))
 case("gemm-bf16", "a", "a-misaligned-ptr", _set("a", lambda kw: misptr(kw["a"])))
-case("gemm-bf16", "a", "a-sliced-offset-1", _set("a", lambda kw: _op((M, K + 8), BF16)[:, 1:K + 1]))
+case("gemm-bf16", "a", "a-sliced-offset-1",
+     _set("a", lambda kw: operand((M, K + 8), BF16)[:, 1:K + 1]))
 case("gemm-fp8", "d", "d-misaligned-ptr", _set("d", lambda kw: misptr(_d((M, N)))))
 case("gemm-fp8", "c", "c-misaligned-ptr", _set("c", lambda kw: misptr(_d((M, N), FP32))))
 case("gemm-fp8", "d", "d-row-stride-misaligned", _set("d", lambda kw: padded_rows(_d((M, N)))))
@@ -303,7 +290,7 @@ case("gemm-bf16", "a_scale", "bf16-with-a_scale", _set("a_scale", _sf(M, 2)))
 case("gemm-bf16", "b_scale", "bf16-with-b_scale", _set("b_scale", _sf(1, 2)))
 case("gemm-fp8", "a_scale", "fp8-missing-both-scales", lambda kw: kw.update(
     a_scale=None, b_scale=None))
-case("gemm-fp8", "a_scale", "a_scale-int32-float-shape", _set("a_scale", _i32([1] * 64).view(M, 2)))
+case("gemm-fp8", "a_scale", "a_scale-int32-float-shape", _set("a_scale", i32([1] * 64).view(M, 2)))
 case("gemm-fp8", "b_scale", "a_scale-int32-b_scale-float", lambda kw: kw.update(
     a_scale=torch.full((M, 1), 0x7F7F7F7F, dtype=torch.int32)))
 case("gemm-fp8", "b_scale", "b_scale-int32", _set("b_scale", torch.ones(1, 2, dtype=torch.int32)))
@@ -333,25 +320,25 @@ for _k in ("fp8", "bf16"):
     for _key in ("a", "b", "d", "grouped_layout"):
         for _cid, _mut in _bad_types(_key):
             case(_b, _key, _cid, _mut)
-    case(_b, "a", "a-3d", _set("a", _op((1, 256, K), _dt)))
-    case(_b, "b", "b-2d", _set("b", _op((N, K), _dt)))
-    case(_b, "b", "b-4d", _set("b", _op((1, G, N, K), _dt)))
-    case(_b, "a", "a-float16", _set("a", _op((256, K), torch.float16)))
-    case(_b, "b", "b-other-dtype", _set("b", _op((G, N, K), BF16 if _k == "fp8" else FP8)))
-    case(_b, "b", "b-K-mismatch", _set("b", _op((G, N, K - 16), _dt)))
-    case(_b, "b", "b-no-groups", _set("b", _op((0, N, K), _dt)))
+    case(_b, "a", "a-3d", _set("a", operand((1, 256, K), _dt)))
+    case(_b, "b", "b-2d", _set("b", operand((N, K), _dt)))
+    case(_b, "b", "b-4d", _set("b", operand((1, G, N, K), _dt)))
+    case(_b, "a", "a-float16", _set("a", operand((256, K), torch.float16)))
+    case(_b, "b", "b-other-dtype", _set("b", operand((G, N, K), BF16 if _k == "fp8" else FP8)))
+    case(_b, "b", "b-K-mismatch", _set("b", operand((G, N, K - 16), _dt)))
+    case(_b, "b", "b-no-groups", _set("b", operand((0, N, K), _dt)))
     case(_b, "grouped_layout", "gl-int64", _set("grouped_layout",
                                                 lambda kw: kw["grouped_layout"].long()))
     case(_b, "grouped_layout", "gl-float32", _set("grouped_layout",
                                                   lambda kw: kw["grouped_layout"].float()))
-    case(_b, "grouped_layout", "gl-too-long", _set("grouped_layout", _i32([0] * 257)))
+    case(_b, "grouped_layout", "gl-too-long", _set("grouped_layout", i32([0] * 257)))
     case(_b, "grouped_layout", "gl-2d", _set("grouped_layout",
                                              lambda kw: kw["grouped_layout"].view(256, 1)))
     case(_b, "grouped_layout", "gl-on-meta", _set("grouped_layout",
                                                   lambda kw: on_meta(kw["grouped_layout"])))
     case(_b, "grouped_layout", "psum-with-per-row-ids", _set("use_psum_layout", True))
     case(_b, "grouped_layout", "psum-G+1-ends", lambda kw: kw.update(
-        use_psum_layout=True, grouped_layout=_i32([128, 228, 256])))
+        use_psum_layout=True, grouped_layout=i32([128, 228, 256])))
     for _v in (1, 0, "yes", None, np.bool_(True)):
         case(_b, "use_psum_layout", f"use_psum_layout-{_v!r}", _set("use_psum_layout", _v))
     for _v in (0, -1, True, False, 2.5, "4"):
@@ -392,15 +379,15 @@ for _k in ("fp8", "bf16"):
     for _key in ("a", "b", "d", "masked_m"):
         for _cid, _mut in _bad_types(_key):
             case(_b, _key, _cid, _mut)
-    case(_b, "a", "a-2d", _set("a", _op((M, K), _dt)))
-    case(_b, "b", "b-2d", _set("b", _op((N, K), _dt)))
+    case(_b, "a", "a-2d", _set("a", operand((M, K), _dt)))
+    case(_b, "b", "b-2d", _set("b", operand((N, K), _dt)))
     case(_b, "a", "a-int8", _set("a", torch.zeros(G, M, K, dtype=torch.int8)))
-    case(_b, "b", "b-other-dtype", _set("b", _op((G, N, K), BF16 if _k == "fp8" else FP8)))
-    case(_b, "b", "b-groups-mismatch", _set("b", _op((G + 1, N, K), _dt)))
-    case(_b, "b", "b-K-mismatch", _set("b", _op((G, N, K + 16), _dt)))
+    case(_b, "b", "b-other-dtype", _set("b", operand((G, N, K), BF16 if _k == "fp8" else FP8)))
+    case(_b, "b", "b-groups-mismatch", _set("b", operand((G + 1, N, K), _dt)))
+    case(_b, "b", "b-K-mismatch", _set("b", operand((G, N, K + 16), _dt)))
     case(_b, "masked_m", "masked_m-int64", _set("masked_m", lambda kw: kw["masked_m"].long()))
     case(_b, "masked_m", "masked_m-float", _set("masked_m", lambda kw: kw["masked_m"].float()))
-    case(_b, "masked_m", "masked_m-G+1", _set("masked_m", _i32([1, 2, 3])))
+    case(_b, "masked_m", "masked_m-G+1", _set("masked_m", i32([1, 2, 3])))
     case(_b, "masked_m", "masked_m-2d", _set("masked_m", lambda kw: kw["masked_m"].view(G, 1)))
     case(_b, "masked_m", "masked_m-scalar", _set("masked_m", torch.tensor(3, dtype=torch.int32)))
     case(_b, "masked_m", "masked_m-on-meta", _set("masked_m", lambda kw: on_meta(kw["masked_m"])))
@@ -445,13 +432,13 @@ for _k in ("fp8", "bf16"):
     case(_b, "ks", "ks-bool", _set("ks", lambda kw: [True, sum(kw["ks"]) - 1]))
     case(_b, "ks", "ks-float", _set("ks", lambda kw: [float(v) for v in kw["ks"]]))
     case(_b, "ks_tensor", "ks_tensor-int64", _set("ks_tensor", lambda kw: torch.tensor(kw["ks"])))
-    case(_b, "ks_tensor", "ks_tensor-len", _set("ks_tensor", lambda kw: _i32([*kw["ks"], 0])))
-    case(_b, "ks_tensor", "ks_tensor-on-meta", _set("ks_tensor", lambda kw: on_meta(_i32(kw["ks"]))))
-    case(_b, "a", "a-3d", _set("a", _op((1, _tot, 16), _dt)))
-    case(_b, "b", "b-1d", _set("b", _op((_tot,), _dt)))
-    case(_b, "a", "a-float32", _set("a", _op((_tot, 16), FP32)))
-    case(_b, "b", "b-other-dtype", _set("b", _op((_tot, 32), BF16 if _k == "fp8" else FP8)))
-    case(_b, "b", "b-rows-mismatch", _set("b", _op((_tot + 16, 32), _dt)))
+    case(_b, "ks_tensor", "ks_tensor-len", _set("ks_tensor", lambda kw: i32([*kw["ks"], 0])))
+    case(_b, "ks_tensor", "ks_tensor-on-meta", _set("ks_tensor", lambda kw: on_meta(i32(kw["ks"]))))
+    case(_b, "a", "a-3d", _set("a", operand((1, _tot, 16), _dt)))
+    case(_b, "b", "b-1d", _set("b", operand((_tot,), _dt)))
+    case(_b, "a", "a-float32", _set("a", operand((_tot, 16), FP32)))
+    case(_b, "b", "b-other-dtype", _set("b", operand((_tot, 32), BF16 if _k == "fp8" else FP8)))
+    case(_b, "b", "b-rows-mismatch", _set("b", operand((_tot + 16, 32), _dt)))
     case(_b, "a", "a-k-major", _set("a", lambda kw: mn_major(kw["a"])))
     case(_b, "b", "b-k-major", _set("b", lambda kw: mn_major(kw["b"])))
     case(_b, "a", "a-misaligned-ptr", _set("a", lambda kw: misptr(kw["a"])))
@@ -535,31 +522,31 @@ def test_bad_plugin_argument(func: str, plugin: Any) -> None:
 
 VALUE_CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ("group-id-too-large", "m_contiguous-bf16",
-     _set("grouped_layout", _i32([0] * 128 + [2] * 100 + [-1] * 28)), "grouped_layout"),
+     _set("grouped_layout", i32([0] * 128 + [2] * 100 + [-1] * 28)), "grouped_layout"),
     ("group-id-minus-2", "m_contiguous-fp8",
-     _set("grouped_layout", _i32([0] * 128 + [1] * 100 + [-2] * 28)), "grouped_layout"),
+     _set("grouped_layout", i32([0] * 128 + [1] * 100 + [-2] * 28)), "grouped_layout"),
     ("block-mixing-two-groups", "m_contiguous-fp8",
-     _set("grouped_layout", _i32([0] * 100 + [1] * 28 + [1] * 128)), "grouped_layout"),
+     _set("grouped_layout", i32([0] * 100 + [1] * 28 + [1] * 128)), "grouped_layout"),
     ("block-mixing-two-groups-second-block", "m_contiguous-bf16",
-     _set("grouped_layout", _i32([0] * 128 + [1] * 127 + [0])), "grouped_layout"),
+     _set("grouped_layout", i32([0] * 128 + [1] * 127 + [0])), "grouped_layout"),
     ("group-starting-mid-block", "m_contiguous-bf16",
-     _set("grouped_layout", _i32([0] * 128 + [-1] * 10 + [1] * 118)), "grouped_layout"),
+     _set("grouped_layout", i32([0] * 128 + [-1] * 10 + [1] * 118)), "grouped_layout"),
     ("psum-decreasing", "m_contiguous-fp8",
-     lambda kw: kw.update(use_psum_layout=True, grouped_layout=_i32([200, 100])),
+     lambda kw: kw.update(use_psum_layout=True, grouped_layout=i32([200, 100])),
      "grouped_layout"),
     ("psum-beyond-m", "m_contiguous-bf16",
-     lambda kw: kw.update(use_psum_layout=True, grouped_layout=_i32([128, 300])),
+     lambda kw: kw.update(use_psum_layout=True, grouped_layout=i32([128, 300])),
      "grouped_layout"),
     ("psum-negative", "m_contiguous-bf16",
-     lambda kw: kw.update(use_psum_layout=True, grouped_layout=_i32([-5, 100])),
+     lambda kw: kw.update(use_psum_layout=True, grouped_layout=i32([-5, 100])),
      "grouped_layout"),
     ("psum-second-group-before-aligned-start", "m_contiguous-bf16",
-     lambda kw: kw.update(use_psum_layout=True, grouped_layout=_i32([100, 110])),
+     lambda kw: kw.update(use_psum_layout=True, grouped_layout=i32([100, 110])),
      "grouped_layout"),
-    ("masked_m-above-M_max", "m_masked-fp8", _set("masked_m", _i32([5, M + 1])), "masked_m"),
-    ("masked_m-negative", "m_masked-bf16", _set("masked_m", _i32([-1, 3])), "masked_m"),
+    ("masked_m-above-M_max", "m_masked-fp8", _set("masked_m", i32([5, M + 1])), "masked_m"),
+    ("masked_m-negative", "m_masked-bf16", _set("masked_m", i32([-1, 3])), "masked_m"),
     ("ks_tensor-disagrees-with-ks", "k_grouped-bf16",
-     _set("ks_tensor", _i32([48, 16])), "ks_tensor"),
+     _set("ks_tensor", i32([48, 16])), "ks_tensor"),
 ]
 
 
@@ -580,7 +567,7 @@ def test_value_errors_leave_d_untouched() -> None:
     """A rejected grouped_layout must not leave a half-written d behind."""
     kw = base("m_contiguous-bf16")
     d = torch.full((256, N), float("nan"), dtype=BF16)
-    kw.update(d=d, grouped_layout=_i32([0] * 100 + [1] * 28 + [1] * 128))
+    kw.update(d=d, grouped_layout=i32([0] * 100 + [1] * 28 + [1] * 128))
     with pytest.raises(InvalidArgumentError):
         dgreg.m_grouped_gemm_contiguous(**kw)
     assert torch.isnan(d.float()).all()
@@ -590,7 +577,7 @@ def test_value_errors_leave_d_untouched() -> None:
 def test_masked_zero_groups(kind: str) -> None:
     """G = 0 (an empty batch of experts) is a no-op or a named error, not a bare ValueError."""
     dt = FP8 if kind == "fp8" else BF16
-    kw: dict[str, Any] = {"a": _op((0, M, K), dt), "b": _op((0, N, K), dt),
+    kw: dict[str, Any] = {"a": operand((0, M, K), dt), "b": operand((0, N, K), dt),
                           "masked_m": torch.zeros(0, dtype=torch.int32)}
     if kind == "fp8":
         kw.update(a_scale=_sf(0, M, 2), b_scale=_sf(0, 1, 2))
@@ -673,7 +660,7 @@ def test_fuzz_dense_major_labels_fit_the_strides(m: int, n: int, k: int, layout:
 def test_m_grouped_refuses_an_unpadded_k1_a_with_a_hint() -> None:
     """A contiguous [M, 1] has rows one element apart: MN-major, so not an M-grouped A."""
     kw = {"a": torch.zeros(256, 1, dtype=BF16), "b": torch.zeros(G, N, 8, dtype=BF16)[..., :1],
-          "grouped_layout": _i32([0] * 128 + [1] * 128)}
+          "grouped_layout": i32([0] * 128 + [1] * 128)}
     with pytest.raises(InvalidArgumentError, match="with K = 1, rows padded") as exc:
         dgreg.m_grouped_gemm_contiguous(**kw)
     assert exc.value.argument == "a"
@@ -684,43 +671,20 @@ def test_m_grouped_refuses_an_unpadded_k1_a_with_a_hint() -> None:
 def test_m_grouped_take_contiguous_k0_operands() -> None:
     """An empty operand has no major-ness: its strides (torch gives [M, 0] strides (1, 1)) must
     not make it MN-major."""
-    ids = _i32([0] * 128 + [1] * 128)
+    ids = i32([0] * 128 + [1] * 128)
     a, b = torch.zeros(256, 0, dtype=BF16), torch.zeros(G, N, 0, dtype=BF16)
     out = dgreg.m_grouped_gemm_contiguous(a, b, grouped_layout=ids)
     assert out.shape == (256, N) and not out.any()
     a, b = torch.zeros(G, M, 0, dtype=BF16), torch.zeros(G, N, 0, dtype=BF16)
-    out = dgreg.m_grouped_gemm_masked(a, b, masked_m=_i32([3, M]), expected_m=16)
+    out = dgreg.m_grouped_gemm_masked(a, b, masked_m=i32([3, M]), expected_m=16)
     assert out.shape == (G, M, N) and not out.any()
 
 
 # -- hypothesis: malformed calls ---------------------------------------------------------------
 
-def _kb(k: int) -> int:
-    return -(-k // 128)
-
-
-def _dequant(x: torch.Tensor, sf: torch.Tensor | None, recipe: str, block_rows: bool
-             ) -> torch.Tensor:
-    xd = x.to(torch.float64)
-    if sf is None:
-        return xd
-    rows, k = x.shape[-2], x.shape[-1]
-    if recipe == "ue8m0":
-        words = sf.to(torch.int64) & 0xFFFFFFFF
-        vals = torch.empty((*sf.shape[:-1], _kb(k)), dtype=torch.float64)
-        for j in range(_kb(k)):
-            code = (words[..., j // 4] >> (8 * (j % 4))) & 0xFF
-            vals[..., j] = torch.pow(2.0, code.double() - 127)
-    else:
-        vals = sf.double()
-    ridx = torch.arange(rows) // (128 if block_rows else 1)
-    kidx = torch.arange(k) // 128
-    return xd * vals[..., ridx, :][..., kidx]
-
-
 def _oracle(a, b, sa, sb, recipe, c=None):
-    ad = _dequant(a, sa, recipe, False)
-    bd = _dequant(b, sb, recipe, recipe == "1d2d")
+    ad = dequant(a, sa, recipe)
+    bd = dequant(b, sb, recipe, block_rows=recipe == "1d2d")
     out = ad @ bd.transpose(-1, -2)
     mag = ad.abs() @ bd.abs().transpose(-1, -2)
     if c is not None:
@@ -762,13 +726,9 @@ _TORCH_DT = {"fp8": FP8, "bf16": BF16, "fp16": torch.float16, "fp32": FP32, "int
 
 
 def _make(shape: tuple[int, ...], dt: torch.dtype, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g)
-    if dt == FP8:
-        return (x * 16).to(FP8)
     if dt == torch.int8:
-        return (x * 8).to(torch.int8)
-    return x.to(dt)
+        return (torch.randn(*shape, generator=gen(seed)) * 8).to(torch.int8)
+    return operand(shape, dt, seed)
 
 
 def _storage(t: torch.Tensor, how: str) -> torch.Tensor:
@@ -860,16 +820,16 @@ def _build_dense(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], boo
             valid = False
         elif isinstance(kw[key], torch.Tensor):
             valid &= _rule_ok(kw[key])
-    kb = _kb(k)
+    kb = k_blocks(k)
     sa = sb = None
     if fp8:
-        g = torch.Generator().manual_seed(seed + 2)
+        g = gen(seed + 2)
         if recipe == "ue8m0":
             sa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(torch.rand(m, kb, generator=g) + 0.5))
             sb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(torch.rand(n, kb, generator=g) + 0.5))
         else:
             sa = torch.rand(m, kb, generator=g) + 0.5
-            sb = torch.rand(_kb(n) if recipe == "1d2d" else n, kb, generator=g) + 0.5
+            sb = torch.rand(k_blocks(n) if recipe == "1d2d" else n, kb, generator=g) + 0.5
         for key, sf, transposed in (("a_scale", sa, a_t), ("b_scale", sb, b_t)):
             how = p["sa_how" if key == "a_scale" else "sb_how"]
             given_sf: Any = sf.t() if transposed else sf
@@ -926,7 +886,7 @@ def _build_dense(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], boo
         kw["d"] = d
     eff_d_dtype = d.dtype if d is not None else None
     c = None
-    g = torch.Generator().manual_seed(seed + 3)
+    g = gen(seed + 3)
     if p["c_how"] in ("f32", "bf16", "f16"):
         c_dt = {"f32": FP32, "bf16": BF16, "f16": torch.float16}[p["c_how"]]
         c = (torch.randn(m, n, generator=g) * 10).to(c_dt)
@@ -1045,11 +1005,11 @@ def test_fuzz_m_contiguous(p: dict[str, Any]) -> None:
     if p["psum"]:
         row_ids = _psum_ids(p["ends"], m)
         valid = row_ids is not None
-        kw["grouped_layout"], kw["use_psum_layout"] = _i32(p["ends"]), True
+        kw["grouped_layout"], kw["use_psum_layout"] = i32(p["ends"]), True
     else:
         row_ids = ids
         valid = _ids_ok(ids, groups)
-        kw["grouped_layout"] = _i32(ids)
+        kw["grouped_layout"] = i32(ids)
     d = torch.full((m, kn), float("nan"), dtype=BF16)
     try:
         out = dgreg.m_grouped_gemm_contiguous(a, b, d, **kw)
@@ -1086,7 +1046,7 @@ def test_fuzz_m_masked(masked: list[int], m_max: int, kind: str) -> None:
     d = torch.full((groups, m_max, 16), float("nan"), dtype=FP32)
     valid = all(0 <= x <= m_max for x in masked) or m_max == 0
     try:
-        out = dgreg.m_grouped_gemm_masked(a, b, d, masked_m=_i32(masked), **kw)
+        out = dgreg.m_grouped_gemm_masked(a, b, d, masked_m=i32(masked), **kw)
     except Exception as exc:
         problem = _unexpected(exc, "m_masked")
         assert problem is None, problem
@@ -1118,9 +1078,9 @@ def test_fuzz_k_grouped(ks: list[int], extra: int, kind: str, with_c: bool) -> N
     kw: dict[str, Any] = {}
     sa = sb = None
     if dt == FP8:
-        sa, sb = _sf(_kb(total), m), _sf(_kb(total), n)
+        sa, sb = _sf(k_blocks(total), m), _sf(k_blocks(total), n)
         kw.update(a_scale=sa, b_scale=sb)
-    c = torch.randn(len(ks), m, n, generator=_g()) if with_c else None
+    c = torch.randn(len(ks), m, n, generator=gen()) if with_c else None
     valid = sum(ks) == total and (dt == BF16 or all(v % 128 == 0 for v in ks))
     try:
         out = dgreg.k_grouped_gemm_contiguous(a, b, ks=ks, c=c, **kw)
@@ -1154,8 +1114,8 @@ HISTORY_CASES = [
     ("m_masked-fp8", {"expected_m": 2}, {"expected_m": 2.0}, "expected_m"),
     ("m_contiguous-bf16", {"expected_m": 1}, {"expected_m": True}, "expected_m"),
     ("m_contiguous-bf16", {"use_psum_layout": False}, {"use_psum_layout": 0}, "use_psum_layout"),
-    ("m_contiguous-fp8", {"use_psum_layout": True, "grouped_layout": _i32([128, 228])},
-     {"use_psum_layout": 1, "grouped_layout": _i32([128, 228])}, "use_psum_layout"),
+    ("m_contiguous-fp8", {"use_psum_layout": True, "grouped_layout": i32([128, 228])},
+     {"use_psum_layout": 1, "grouped_layout": i32([128, 228])}, "use_psum_layout"),
     ("k_grouped-bf16", {"ks": [16, 48]}, {"ks": [16.0, 48.0]}, "ks"),
     ("k_grouped-bf16", {"ks": [1, 63]}, {"ks": [True, 63]}, "ks"),
     ("k_grouped-fp8", {"ks": [128, 256]}, {"ks": np.array([128, 256])}, "ks"),

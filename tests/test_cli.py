@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from plugin_helpers import ToyPlugin, python_candidate
 
 from dgreg import config, hookimpl, reference
 from dgreg.cli import COMMANDS, main
 from dgreg.hookspecs import API_VERSION
-from dgreg.kernel import Candidate
 from dgreg.registry import PluginWarning, get_registry, reset_registry
 from dgreg.spec import OPS, spec_for
 
@@ -52,25 +52,11 @@ def installed_plugins() -> Any:
     reset_registry()
 
 
-class _CpuKernelPlugin:
+def _cpu_kernel_plugin(run: Callable[[Any], None] = reference.run,
+                       refuse: str | None = None) -> ToyPlugin:
     """A plugin offering one CPU kernel: ``run`` computes, ``refuse`` rejects every spec."""
-
-    def __init__(self, run: Callable[[Any], None] = reference.run, refuse: str | None = None):
-        self.run = run
-        self.refuse = refuse
-
-    @hookimpl
-    def dgreg_api_version(self) -> int:
-        return API_VERSION
-
-    @hookimpl
-    def dgreg_plugin_info(self) -> dict[str, object]:
-        return {"archs": ["cpu"], "status": "test kernels"}
-
-    @hookimpl
-    def dgreg_register_kernels(self, register: Callable[[Candidate], None], device: Any) -> None:
-        register(Candidate("fake.cpu_gemm", supports=lambda spec, dev: self.refuse, run=self.run,
-                           priority=100, needs_cuda=False))
+    return ToyPlugin(python_candidate("fake.cpu_gemm", priority=100, run=run,
+                                      supports=lambda spec, device: refuse))
 
 
 # -- the command itself ---------------------------------------------------------------------
@@ -190,7 +176,7 @@ def test_info_without_nvcc(capsys: pytest.CaptureFixture[str],
 
 def test_info_shows_accelerated_kernel(capsys: pytest.CaptureFixture[str],
                                        make_registry: Callable[..., Any]) -> None:
-    make_registry(("fake", _CpuKernelPlugin()))
+    make_registry(("fake", _cpu_kernel_plugin()))
     facts = run_json(capsys, "info")
     fp8 = facts["ops"][0]
     assert (fp8["chosen"], fp8["fallback"], fp8["reason"]) == ("fake.cpu_gemm", False, None)
@@ -201,7 +187,7 @@ def test_info_shows_accelerated_kernel(capsys: pytest.CaptureFixture[str],
 
 def test_info_lists_rejection_reasons(capsys: pytest.CaptureFixture[str],
                                       make_registry: Callable[..., Any]) -> None:
-    make_registry(("fake", _CpuKernelPlugin(refuse="wants a bigger CPU")))
+    make_registry(("fake", _cpu_kernel_plugin(refuse="wants a bigger CPU")))
     rc, out, _ = run_cli(capsys, "info")
     assert rc == 0
     assert "[1] fake.cpu_gemm: wants a bigger CPU" in out
@@ -372,7 +358,7 @@ def test_demo_sizes(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_reports_a_wrong_kernel(capsys: pytest.CaptureFixture[str],
                                      make_registry: Callable[..., Any]) -> None:
-    make_registry(("fake", _CpuKernelPlugin(run=lambda call: call.d.zero_())))
+    make_registry(("fake", _cpu_kernel_plugin(run=lambda call: call.d.zero_())))
     rc, out, _ = run_cli(capsys, "demo", "--device", "cpu", "--repeat", "1")
     assert rc == 1
     assert "path: kernel fake.cpu_gemm from plugin 'fake'" in out

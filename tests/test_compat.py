@@ -13,34 +13,14 @@ from typing import Any
 
 import pytest
 import torch
+from api_inputs import BF16, FP8, FP32, gen, i32, operand, scales
 
 import dgreg
 from dgreg import compat
 from dgreg import layout as L
 from dgreg.errors import InvalidArgumentError
 
-FP8 = torch.float8_e4m3fn
-BF16 = torch.bfloat16
-FP32 = torch.float32
-
 pytestmark = pytest.mark.filterwarnings("ignore::dgreg.errors.FallbackWarning")
-
-
-def _g(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _op(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
-    x = torch.randn(*shape, generator=_g(seed))
-    return (x * 16).to(FP8) if dtype == FP8 else x.to(dtype)
-
-
-def _sf(*shape: int, seed: int = 100) -> torch.Tensor:
-    return torch.rand(*shape, generator=_g(seed)) * 3 + 0.25
-
-
-def _i32(values: list[int]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.int32)
 
 
 def _nan(shape: tuple[int, ...], dtype: torch.dtype = BF16) -> torch.Tensor:
@@ -69,9 +49,9 @@ def _pass(x: torch.Tensor, transposed: bool) -> torch.Tensor:
 @pytest.mark.parametrize("recipe", ["1d2d", "1d1d"])
 def test_fp8_dense(layout: str, recipe: str, with_c: bool) -> None:
     a_t, b_t = layout[0] == "t", layout[1] == "n"
-    a, b = _op((M, K), FP8, 1), _op((N, K), FP8, 2)
-    sa, sb = _sf(M, KB), _sf(NB if recipe == "1d2d" else N, KB, seed=101)
-    c = torch.randn(M, N, generator=_g(3)) if with_c else None
+    a, b = operand((M, K), FP8, 1), operand((N, K), FP8, 2)
+    sa, sb = scales(M, KB, seed=100), scales(NB if recipe == "1d2d" else N, KB, seed=101)
+    c = torch.randn(M, N, generator=gen(3)) if with_c else None
     fn = getattr(dgreg, f"fp8_gemm_{layout}")
     d = _nan((M, N), FP32 if with_c else BF16)
     a_pair = (_pass(a, a_t), _pass(sa, a_t))
@@ -84,9 +64,9 @@ def test_fp8_dense(layout: str, recipe: str, with_c: bool) -> None:
 @pytest.mark.parametrize("layout", ["nt", "nn", "tn", "tt"])
 def test_fp8_dense_ue8m0(layout: str) -> None:
     a_t, b_t = layout[0] == "t", layout[1] == "n"
-    a, b = _op((M, K), FP8, 4), _op((N, K), FP8, 5)
-    sa = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(_sf(M, KB))
-    sb = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(_sf(N, KB, seed=102))
+    a, b = operand((M, K), FP8, 4), operand((N, K), FP8, 5)
+    sa = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(scales(M, KB, seed=100))
+    sb = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(scales(N, KB, seed=102))
     d = _nan((M, N))
     getattr(dgreg, f"fp8_gemm_{layout}")((_pass(a, a_t), _pass(sa, a_t)),
                                          (_pass(b, b_t), _pass(sb, b_t)), d)
@@ -97,17 +77,17 @@ def test_fp8_dense_ue8m0(layout: str) -> None:
 @pytest.mark.parametrize("layout", ["nt", "nn", "tn", "tt"])
 def test_bf16_dense(layout: str, with_c: bool) -> None:
     a_t, b_t = layout[0] == "t", layout[1] == "n"
-    a, b = _op((M, 64), BF16, 6), _op((N, 64), BF16, 7)
-    c = torch.randn(M, N, generator=_g(8)).to(BF16) if with_c else None
+    a, b = operand((M, 64), BF16, 6), operand((N, 64), BF16, 7)
+    c = torch.randn(M, N, generator=gen(8)).to(BF16) if with_c else None
     d = _nan((M, N))
     assert getattr(dgreg, f"bf16_gemm_{layout}")(_pass(a, a_t), _pass(b, b_t), d, c=c) is d
     _same(d, dgreg.gemm(a, b, c=c))
 
 
 def test_fp8_dense_in_place_accumulation() -> None:
-    a, b = _op((M, K), FP8, 9), _op((N, K), FP8, 10)
-    sa, sb = _sf(M, KB), _sf(N, KB, seed=103)
-    d = torch.randn(M, N, generator=_g(11))
+    a, b = operand((M, K), FP8, 9), operand((N, K), FP8, 10)
+    sa, sb = scales(M, KB, seed=100), scales(N, KB, seed=103)
+    d = torch.randn(M, N, generator=gen(11))
     d2 = d.clone()
     dgreg.fp8_gemm_nt((a, sa), (b, sb), d, c=d, recipe=(1, 1, 128))
     dgreg.gemm(a, b, d2, c=d2, a_scale=sa, b_scale=sb, recipe="1d1d")
@@ -122,8 +102,8 @@ def test_fp8_dense_in_place_accumulation() -> None:
     ({"recipe_b": (1, 128)}, "1d1d"),
 ])
 def test_fp8_recipe_forms(kwargs: dict[str, Any], recipe: str) -> None:
-    a, b = _op((M, K), FP8, 12), _op((N, K), FP8, 13)
-    sa, sb = _sf(M, KB), _sf(NB if recipe == "1d2d" else N, KB, seed=104)
+    a, b = operand((M, K), FP8, 12), operand((N, K), FP8, 13)
+    sa, sb = scales(M, KB, seed=100), scales(NB if recipe == "1d2d" else N, KB, seed=104)
     d = _nan((M, N))
     dgreg.fp8_gemm_nt((a, sa), (b, sb), d, **kwargs)
     _same(d, dgreg.gemm(a, b, a_scale=sa, b_scale=sb, recipe=recipe))
@@ -133,9 +113,9 @@ def test_fp8_packed_ue8m0_with_per_row_recipe() -> None:
     """DeepGEMM's SM100 convention: recipe (1, 1, 128) with int32 packed scales is UE8M0.
 
     The recipe tuple gives the granularity; the scales' dtype gives the format."""
-    a, b = _op((M, K), FP8, 14), _op((N, K), FP8, 15)
-    sa = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(_sf(M, KB))
-    sb = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(_sf(N, KB, seed=105))
+    a, b = operand((M, K), FP8, 14), operand((N, K), FP8, 15)
+    sa = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(scales(M, KB, seed=100))
+    sb = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(scales(N, KB, seed=105))
     d = _nan((M, N))
     dgreg.fp8_gemm_nt((a, sa), (b, sb), d, recipe=(1, 1, 128))
     _same(d, dgreg.gemm(a, b, a_scale=sa, b_scale=sb))
@@ -154,15 +134,15 @@ IDS = [0] * 100 + [-1] * 28 + [1] * 128 + [-1] * 5
 @pytest.mark.parametrize("recipe", ["1d2d", "1d1d"])
 def test_fp8_m_contiguous(layout: str, recipe: str) -> None:
     m = len(IDS)
-    a, b = _op((m, K), FP8, 16), _op((G, N, K), FP8, 17)
-    sa, sb = _sf(m, KB), _sf(G, NB if recipe == "1d2d" else N, KB, seed=106)
+    a, b = operand((m, K), FP8, 16), operand((G, N, K), FP8, 17)
+    sa, sb = scales(m, KB, seed=100), scales(G, NB if recipe == "1d2d" else N, KB, seed=106)
     nn = layout == "nn"
     b_pass = b.transpose(1, 2).contiguous() if nn else b
     sb_pass = sb.transpose(1, 2).contiguous() if nn else sb
     d = _nan((m, N))
     fn = getattr(dgreg, f"m_grouped_fp8_gemm_{layout}_contiguous")
-    assert fn((a, sa), (b_pass, sb_pass), d, _i32(IDS)) is d
-    expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=_i32(IDS),
+    assert fn((a, sa), (b_pass, sb_pass), d, i32(IDS)) is d
+    expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=i32(IDS),
                                                a_scale=sa, b_scale=sb)
     _same(d, expected)
 
@@ -170,11 +150,11 @@ def test_fp8_m_contiguous(layout: str, recipe: str) -> None:
 @pytest.mark.parametrize("layout", ["nt", "nn"])
 def test_bf16_m_contiguous(layout: str) -> None:
     m = len(IDS)
-    a, b = _op((m, 64), BF16, 18), _op((G, N, 64), BF16, 19)
+    a, b = operand((m, 64), BF16, 18), operand((G, N, 64), BF16, 19)
     b_pass = b.transpose(1, 2).contiguous() if layout == "nn" else b
     d = _nan((m, N))
-    getattr(dgreg, f"m_grouped_bf16_gemm_{layout}_contiguous")(a, b_pass, d, _i32(IDS))
-    _same(d, dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=_i32(IDS)))
+    getattr(dgreg, f"m_grouped_bf16_gemm_{layout}_contiguous")(a, b_pass, d, i32(IDS))
+    _same(d, dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=i32(IDS)))
 
 
 @pytest.mark.parametrize("kind", ["fp8", "bf16"])
@@ -182,19 +162,19 @@ def test_m_contiguous_psum(kind: str) -> None:
     ends = [100, 228]  # group 1 starts at align(100, 128) = 128
     m = 256
     dt = FP8 if kind == "fp8" else BF16
-    a, b = _op((m, K), dt, 20), _op((G, N, K), dt, 21)
+    a, b = operand((m, K), dt, 20), operand((G, N, K), dt, 21)
     d = _nan((m, N))
     if kind == "fp8":
-        sa, sb = _sf(m, KB), _sf(G, NB, KB, seed=107)
-        dgreg.m_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, _i32(ends),
+        sa, sb = scales(m, KB, seed=100), scales(G, NB, KB, seed=107)
+        dgreg.m_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, i32(ends),
                                                use_psum_layout=True,
                                                expected_m_for_psum_layout=100)
-        expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=_i32(ends),
+        expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=i32(ends),
                                                    use_psum_layout=True, a_scale=sa, b_scale=sb)
     else:
-        dgreg.m_grouped_bf16_gemm_nt_contiguous(a, b, d, _i32(ends), use_psum_layout=True,
+        dgreg.m_grouped_bf16_gemm_nt_contiguous(a, b, d, i32(ends), use_psum_layout=True,
                                                 expected_m_for_psum_layout=100)
-        expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=_i32(ends),
+        expected = dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=i32(ends),
                                                    use_psum_layout=True)
     _same(d, expected)
     assert torch.isnan(d[100:128].float()).all() and torch.isnan(d[228:].float()).all()
@@ -205,21 +185,21 @@ MASKED = [5, 32]
 
 @pytest.mark.parametrize("name", ["m_grouped_fp8_gemm_nt_masked", "fp8_m_grouped_gemm_nt_masked"])
 def test_fp8_masked(name: str) -> None:
-    a, b = _op((G, M, K), FP8, 22), _op((G, N, K), FP8, 23)
-    sa, sb = _sf(G, M, KB), _sf(G, NB, KB, seed=108)
+    a, b = operand((G, M, K), FP8, 22), operand((G, N, K), FP8, 23)
+    sa, sb = scales(G, M, KB, seed=100), scales(G, NB, KB, seed=108)
     d = _nan((G, M, N))
-    assert getattr(dgreg, name)((a, sa), (b, sb), d, _i32(MASKED), 16) is d
-    _same(d, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=_i32(MASKED),
+    assert getattr(dgreg, name)((a, sa), (b, sb), d, i32(MASKED), 16) is d
+    _same(d, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=i32(MASKED),
                                          a_scale=sa, b_scale=sb))
     assert torch.isnan(d[0, 5:].float()).all()
 
 
 @pytest.mark.parametrize("name", ["m_grouped_bf16_gemm_nt_masked", "bf16_m_grouped_gemm_nt_masked"])
 def test_bf16_masked(name: str) -> None:
-    a, b = _op((G, M, 64), BF16, 24), _op((G, N, 64), BF16, 25)
+    a, b = operand((G, M, 64), BF16, 24), operand((G, N, 64), BF16, 25)
     d = _nan((G, M, N))
-    getattr(dgreg, name)(a, b, d, _i32(MASKED), 16)
-    _same(d, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=_i32(MASKED)))
+    getattr(dgreg, name)(a, b, d, i32(MASKED), 16)
+    _same(d, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=i32(MASKED)))
 
 
 # -- K-grouped ------------------------------------------------------------------------------------
@@ -230,11 +210,11 @@ KS = [128, 0, 256]
 @pytest.mark.parametrize("with_c", [False, True])
 def test_fp8_k_grouped(with_c: bool) -> None:
     total, m, n = sum(KS), 16, 32
-    a, b = _op((total, m), FP8, 26), _op((total, n), FP8, 27)
-    sa, sb = _sf(total // 128, m), _sf(total // 128, n, seed=109)
-    c = torch.randn(len(KS), m, n, generator=_g(28)) if with_c else None
+    a, b = operand((total, m), FP8, 26), operand((total, n), FP8, 27)
+    sa, sb = scales(total // 128, m, seed=100), scales(total // 128, n, seed=109)
+    c = torch.randn(len(KS), m, n, generator=gen(28)) if with_c else None
     d = _nan((len(KS), m, n), FP32)
-    out = dgreg.k_grouped_fp8_gemm_tn_contiguous((a, sa), (b, sb), d, KS, _i32(KS), c)
+    out = dgreg.k_grouped_fp8_gemm_tn_contiguous((a, sa), (b, sb), d, KS, i32(KS), c)
     assert out is d
     _same(d, dgreg.k_grouped_gemm_contiguous(a, b, _nan((len(KS), m, n), FP32), ks=KS, c=c,
                                              a_scale=sa, b_scale=sb))
@@ -244,29 +224,29 @@ def test_fp8_k_grouped_packed_ue8m0() -> None:
     """SM100's K-grouped GEMM takes packed UE8M0 scales with the default recipe (1, 1, 128)."""
     ks = [512, 512]
     total, m, n = sum(ks), 16, 32
-    a, b = _op((total, m), FP8, 29), _op((total, n), FP8, 30)
-    pa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(m, total // 128))).t()
-    pb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(_sf(n, total // 128, seed=110))).t()
+    a, b = operand((total, m), FP8, 29), operand((total, n), FP8, 30)
+    pa = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(scales(m, total // 128, seed=100))).t()
+    pb = L.pack_ue8m0_to_int(L.ceil_to_ue8m0(scales(n, total // 128, seed=110))).t()
     d = _nan((2, m, n), FP32)
-    dgreg.k_grouped_fp8_gemm_tn_contiguous((a, pa), (b, pb), d, ks, _i32(ks))
+    dgreg.k_grouped_fp8_gemm_tn_contiguous((a, pa), (b, pb), d, ks, i32(ks))
     _same(d, dgreg.k_grouped_gemm_contiguous(a, b, _nan((2, m, n), FP32), ks=ks,
                                              a_scale=pa, b_scale=pb))
 
 
 def test_bf16_k_grouped() -> None:
     ks = [16, 0, 48]
-    a, b = _op((64, 16), BF16, 31), _op((64, 32), BF16, 32)
-    c = torch.randn(3, 16, 32, generator=_g(33))
+    a, b = operand((64, 16), BF16, 31), operand((64, 32), BF16, 32)
+    c = torch.randn(3, 16, 32, generator=gen(33))
     d = c.clone()
-    dgreg.k_grouped_bf16_gemm_tn_contiguous(a, b, d, ks, _i32(ks), d)
+    dgreg.k_grouped_bf16_gemm_tn_contiguous(a, b, d, ks, i32(ks), d)
     _same(d, dgreg.k_grouped_gemm_contiguous(a, b, ks=ks, c=c))
 
 
 # -- names older DeepGEMM releases used ---------------------------------------------------------
 
 def test_old_dense_alias() -> None:
-    a, b = _op((M, K), FP8, 34), _op((N, K), FP8, 35)
-    sa, sb = _sf(M, KB), _sf(NB, KB, seed=111)
+    a, b = operand((M, K), FP8, 34), operand((N, K), FP8, 35)
+    sa, sb = scales(M, KB, seed=100), scales(NB, KB, seed=111)
     out = _nan((M, N))
     assert dgreg.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out) is out
     _same(out, dgreg.gemm(a, b, a_scale=sa, b_scale=sb))
@@ -274,20 +254,20 @@ def test_old_dense_alias() -> None:
 
 def test_old_contiguous_alias() -> None:
     m = len(IDS)
-    a, b = _op((m, K), FP8, 36), _op((G, N, K), FP8, 37)
-    sa, sb = _sf(m, KB), _sf(G, NB, KB, seed=112)
+    a, b = operand((m, K), FP8, 36), operand((G, N, K), FP8, 37)
+    sa, sb = scales(m, KB, seed=100), scales(G, NB, KB, seed=112)
     out = _nan((m, N))
-    dgreg.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, _i32(IDS))
-    _same(out, dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=_i32(IDS),
+    dgreg.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, i32(IDS))
+    _same(out, dgreg.m_grouped_gemm_contiguous(a, b, _nan((m, N)), grouped_layout=i32(IDS),
                                                a_scale=sa, b_scale=sb))
 
 
 def test_old_masked_alias() -> None:
-    a, b = _op((G, M, K), FP8, 38), _op((G, N, K), FP8, 39)
-    sa, sb = _sf(G, M, KB), _sf(G, NB, KB, seed=113)
+    a, b = operand((G, M, K), FP8, 38), operand((G, N, K), FP8, 39)
+    sa, sb = scales(G, M, KB, seed=100), scales(G, NB, KB, seed=113)
     out = _nan((G, M, N))
-    dgreg.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, _i32(MASKED), 16)
-    _same(out, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=_i32(MASKED),
+    dgreg.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, i32(MASKED), 16)
+    _same(out, dgreg.m_grouped_gemm_masked(a, b, _nan((G, M, N)), masked_m=i32(MASKED),
                                            a_scale=sa, b_scale=sb))
 
 
@@ -312,8 +292,8 @@ def test_every_compat_name_is_tested_and_exported() -> None:
 
 def _fp8_calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     """name -> (function, valid keyword arguments) for every FP8 compat entry point."""
-    a, b = _op((M, K), FP8, 40), _op((N, K), FP8, 41)
-    sa, sb = _sf(M, KB), _sf(NB, KB, seed=114)
+    a, b = operand((M, K), FP8, 40), operand((N, K), FP8, 41)
+    sa, sb = scales(M, KB, seed=100), scales(NB, KB, seed=114)
     dense = {
         f"fp8_gemm_{x}": (getattr(dgreg, f"fp8_gemm_{x}"),
                           {"a": (_pass(a, x[0] == "t"), _pass(sa, x[0] == "t")),
@@ -321,49 +301,50 @@ def _fp8_calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
                            "d": _nan((M, N))})
         for x in ("nt", "nn", "tn", "tt")}
     m = len(IDS)
-    ga, gb = _op((m, K), FP8, 42), _op((G, N, K), FP8, 43)
-    gsa, gsb = _sf(m, KB), _sf(G, NB, KB, seed=115)
+    ga, gb = operand((m, K), FP8, 42), operand((G, N, K), FP8, 43)
+    gsa, gsb = scales(m, KB, seed=100), scales(G, NB, KB, seed=115)
     contiguous = {
         "m_grouped_fp8_gemm_nt_contiguous": (dgreg.m_grouped_fp8_gemm_nt_contiguous, {
-            "a": (ga, gsa), "b": (gb, gsb), "d": _nan((m, N)), "grouped_layout": _i32(IDS)}),
+            "a": (ga, gsa), "b": (gb, gsb), "d": _nan((m, N)), "grouped_layout": i32(IDS)}),
         "m_grouped_fp8_gemm_nn_contiguous": (dgreg.m_grouped_fp8_gemm_nn_contiguous, {
             "a": (ga, gsa), "b": (gb.transpose(1, 2).contiguous(), gsb.transpose(1, 2).contiguous()),
-            "d": _nan((m, N)), "grouped_layout": _i32(IDS)}),
+            "d": _nan((m, N)), "grouped_layout": i32(IDS)}),
     }
-    ma, mb = _op((G, M, K), FP8, 44), _op((G, N, K), FP8, 45)
-    masked_kw = {"a": (ma, _sf(G, M, KB)), "b": (mb, _sf(G, NB, KB, seed=116)),
-                 "d": _nan((G, M, N)), "masked_m": _i32(MASKED), "expected_m": 16}
+    ma, mb = operand((G, M, K), FP8, 44), operand((G, N, K), FP8, 45)
+    masked_kw = {"a": (ma, scales(G, M, KB, seed=100)), "b": (mb, scales(G, NB, KB, seed=116)),
+                 "d": _nan((G, M, N)), "masked_m": i32(MASKED), "expected_m": 16}
     masked = {name: (getattr(dgreg, name), dict(masked_kw))
               for name in ("m_grouped_fp8_gemm_nt_masked", "fp8_m_grouped_gemm_nt_masked")}
-    ka, kb = _op((384, 16), FP8, 46), _op((384, 32), FP8, 47)
+    ka, kb = operand((384, 16), FP8, 46), operand((384, 32), FP8, 47)
     k_grouped = {"k_grouped_fp8_gemm_tn_contiguous": (dgreg.k_grouped_fp8_gemm_tn_contiguous, {
-        "a": (ka, _sf(3, 16)), "b": (kb, _sf(3, 32, seed=117)), "d": _nan((2, 16, 32), FP32),
-        "ks_cpu": [128, 256], "grouped_layout": _i32([128, 256])})}
+        "a": (ka, scales(3, 16, seed=100)), "b": (kb, scales(3, 32, seed=117)),
+        "d": _nan((2, 16, 32), FP32),
+        "ks_cpu": [128, 256], "grouped_layout": i32([128, 256])})}
     return {**dense, **contiguous, **masked, **k_grouped}
 
 
 def _bf16_calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
-    a, b = _op((M, 64), BF16, 48), _op((N, 64), BF16, 49)
+    a, b = operand((M, 64), BF16, 48), operand((N, 64), BF16, 49)
     dense = {f"bf16_gemm_{x}": (getattr(dgreg, f"bf16_gemm_{x}"),
                                 {"a": _pass(a, x[0] == "t"), "b": _pass(b, x[1] == "n"),
                                  "d": _nan((M, N))})
              for x in ("nt", "nn", "tn", "tt")}
     m = len(IDS)
-    ga, gb = _op((m, 64), BF16, 50), _op((G, N, 64), BF16, 51)
+    ga, gb = operand((m, 64), BF16, 50), operand((G, N, 64), BF16, 51)
     contiguous = {
         "m_grouped_bf16_gemm_nt_contiguous": (dgreg.m_grouped_bf16_gemm_nt_contiguous, {
-            "a": ga, "b": gb, "d": _nan((m, N)), "grouped_layout": _i32(IDS)}),
+            "a": ga, "b": gb, "d": _nan((m, N)), "grouped_layout": i32(IDS)}),
         "m_grouped_bf16_gemm_nn_contiguous": (dgreg.m_grouped_bf16_gemm_nn_contiguous, {
             "a": ga, "b": gb.transpose(1, 2).contiguous(), "d": _nan((m, N)),
-            "grouped_layout": _i32(IDS)}),
+            "grouped_layout": i32(IDS)}),
     }
-    masked_kw = {"a": _op((G, M, 64), BF16, 52), "b": _op((G, N, 64), BF16, 53),
-                 "d": _nan((G, M, N)), "masked_m": _i32(MASKED), "expected_m": 16}
+    masked_kw = {"a": operand((G, M, 64), BF16, 52), "b": operand((G, N, 64), BF16, 53),
+                 "d": _nan((G, M, N)), "masked_m": i32(MASKED), "expected_m": 16}
     masked = {name: (getattr(dgreg, name), dict(masked_kw))
               for name in ("m_grouped_bf16_gemm_nt_masked", "bf16_m_grouped_gemm_nt_masked")}
     k_grouped = {"k_grouped_bf16_gemm_tn_contiguous": (dgreg.k_grouped_bf16_gemm_tn_contiguous, {
-        "a": _op((64, 16), BF16, 54), "b": _op((64, 32), BF16, 55),
-        "d": _nan((2, 16, 32), FP32), "ks_cpu": [16, 48], "grouped_layout": _i32([16, 48])})}
+        "a": operand((64, 16), BF16, 54), "b": operand((64, 32), BF16, 55),
+        "d": _nan((2, 16, 32), FP32), "ks_cpu": [16, 48], "grouped_layout": i32([16, 48])})}
     return {**dense, **contiguous, **masked, **k_grouped}
 
 
@@ -538,7 +519,7 @@ def test_expected_m_for_psum_layout_validated(name: str) -> None:
 def test_k_grouped_ks_cpu_mismatch_names_an_argument() -> None:
     fn, kw = _bf16_calls()["k_grouped_bf16_gemm_tn_contiguous"]
     kw["ks_cpu"] = [16, 40]
-    kw["grouped_layout"] = _i32([16, 40])
+    kw["grouped_layout"] = i32([16, 40])
     with pytest.raises(InvalidArgumentError) as info:
         fn(**kw)
     assert info.value.argument in ("ks", "ks_cpu")

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 import pytest
+from plugin_helpers import ToyPlugin, python_candidate
 
 import dgreg
 from dgreg import config, reference
@@ -101,18 +102,9 @@ def _multiplies(inst: cases.Instance) -> bool:
     return not inst.negative and bool(valid_rows and p.n and p.k)
 
 
-class BrokenPlugin:
-    def __init__(self, run: Callable[[Any], None]) -> None:
-        self.run = run
-
-    @dgreg.hookimpl
-    def dgreg_api_version(self) -> int:
-        return dgreg.API_VERSION
-
-    @dgreg.hookimpl
-    def dgreg_register_kernels(self, register: Callable[..., None], device: Any) -> None:
-        register(dgreg.Candidate("broken.torch_gemm", supports=lambda spec, device: None,
-                                 run=self.run, priority=10, needs_cuda=False))
+def _broken_plugin(run: Callable[[Any], None]) -> ToyPlugin:
+    """A plugin whose one CPU kernel, ``broken.torch_gemm``, claims every spec and runs ``run``."""
+    return ToyPlugin(python_candidate("broken.torch_gemm", run=run))
 
 
 @pytest.mark.parametrize(("run", "keyword"), [
@@ -121,7 +113,7 @@ class BrokenPlugin:
 ])
 def test_a_broken_plugin_fails_the_suite(make_registry: Callable[..., Registry],
                                          run: Callable[[Any], None], keyword: str | None) -> None:
-    make_registry(("broken", BrokenPlugin(run)))
+    make_registry(("broken", _broken_plugin(run)))
     code, text, seen = _run("broken", spec_dir=SPEC_DIR, keyword=keyword)
     assert code == pytest.ExitCode.TESTS_FAILED
     failed = {n for n, o in seen.outcome.items() if o == "failed"}
@@ -136,7 +128,7 @@ def test_a_broken_plugin_fails_the_suite(make_registry: Callable[..., Registry],
 
 
 def test_failures_show_what_differs(make_registry: Callable[..., Registry]) -> None:
-    make_registry(("broken", BrokenPlugin(_drop_last_k_block)))
+    make_registry(("broken", _broken_plugin(_drop_last_k_block)))
     code, _, seen = _run("broken", spec_dir=SPEC_DIR,
                          keyword="m_grouped_fp8_gemm_masked/nt/g4m0_128_37_64n256k384")
     assert code == pytest.ExitCode.TESTS_FAILED
@@ -151,7 +143,7 @@ def test_writing_rows_the_op_must_not_write_fails(make_registry: Callable[..., R
         reference.run(call)
         call.d.nan_to_num_(0.0)  # right where written, zeros where it must not write
 
-    make_registry(("broken", BrokenPlugin(correct_but_scribbles)))
+    make_registry(("broken", _broken_plugin(correct_but_scribbles)))
     code, _, seen = _run("broken", spec_dir=SPEC_DIR, keyword="masked or contiguous")
     assert code == pytest.ExitCode.TESTS_FAILED
     texts = list(seen.longrepr.values())
@@ -159,12 +151,8 @@ def test_writing_rows_the_op_must_not_write_fails(make_registry: Callable[..., R
 
 
 def test_a_plugin_needing_cuda_skips_with_the_reason(make_registry: Callable[..., Registry]) -> None:
-    class CudaPlugin(BrokenPlugin):
-        @dgreg.hookimpl
-        def dgreg_register_kernels(self, register: Callable[..., None], device: Any) -> None:
-            register(dgreg.Candidate("gpuonly.gemm", supports=lambda s, d: None, run=self.run))
-
-    make_registry(("gpuonly", CudaPlugin(_write_zeros)))
+    cuda_only = dgreg.Candidate("gpuonly.gemm", supports=lambda s, d: None, run=_write_zeros)
+    make_registry(("gpuonly", ToyPlugin(cuda_only)))
     code, text, seen = _run("gpuonly", spec_dir=SPEC_DIR, keyword="bf16_gemm/nt and m128n256k384")
     assert code == 0
     assert re.search(r"0 passed / 0 claimed / [1-9]\d* total", text)
@@ -389,7 +377,7 @@ def test_without_specs_next_to_the_package_the_spec_dir_is_required(
 
 def test_claims_follow_resolution(make_registry: Callable[..., Registry]) -> None:
     """Claimed when resolution pinned to the plugin picks its candidate, else the reasons."""
-    make_registry(("broken", BrokenPlugin(_write_zeros)))
+    make_registry(("broken", _broken_plugin(_write_zeros)))
     ops = specfile.load_ops(REPO / "specs" / "ops")
     (case,) = [c for c in specfile.load_case_file(SPEC_DIR / "fp8_gemm.toml", ops)
                if c.name == "variants"]
@@ -400,13 +388,9 @@ def test_claims_follow_resolution(make_registry: Callable[..., Registry]) -> Non
     on_gpu = cases.claim(inst, "broken", preset("h100"), "cuda")
     assert on_gpu.kind == "claimed"  # needs_cuda=False: a simulated GPU is fine
 
-    class Bf16Only(BrokenPlugin):
-        @dgreg.hookimpl
-        def dgreg_register_kernels(self, register: Callable[..., None], device: Any) -> None:
-            register(dgreg.Candidate(
-                "bf16only.gemm", run=self.run, needs_cuda=False,
-                supports=lambda spec, device: None if not spec.is_fp8 else "BF16 only"))
-
-    make_registry(("bf16only", Bf16Only(_write_zeros)))
+    bf16_only = dgreg.Candidate(
+        "bf16only.gemm", run=_write_zeros, needs_cuda=False,
+        supports=lambda spec, device: None if not spec.is_fp8 else "BF16 only")
+    make_registry(("bf16only", ToyPlugin(bf16_only)))
     assert cases.claim(inst, "bf16only", cpu, "cpu") == cases.Claim(
         "unclaimed", reason="not claimed by bf16only on cpu (bf16only.gemm: BF16 only)")

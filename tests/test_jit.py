@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from toy_jit_plugin import SOURCE, ToyJitPlugin
+from toy_jit_plugin import ToyJitPlugin, toy_source
 
 import dgreg
 from dgreg import CaptureError, CompileError, KernelSource, SassPass, config
@@ -26,10 +26,6 @@ pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None and not os.environ.
                                 reason="needs nvcc (the CUDA toolkit) on PATH or in CUDA_HOME")
 
 ELF = b"\x7fELF"
-
-
-def toy_source(arch: str = "sm_90a", tile: int = 16, extra: str = "") -> KernelSource:
-    return KernelSource(f"#define TILE {tile}\n{SOURCE}{extra}", "toy_bf16_gemm_nt", arch)
 
 
 @pytest.fixture
@@ -94,7 +90,7 @@ KEY_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from dgreg.jit import KernelCache, build_source
-    from test_jit import toy_source
+    from toy_jit_plugin import toy_source
     built = build_source(toy_source(), cache=KernelCache({root!r}))
     print(built.key, built.built)
 """)
@@ -112,7 +108,7 @@ RACE_SCRIPT = textwrap.dedent("""
     import hashlib, sys
     sys.path.insert(0, {tests!r})
     from dgreg.jit import KernelCache, build_source
-    from test_jit import toy_source
+    from toy_jit_plugin import toy_source
     built = build_source(toy_source(tile=4), cache=KernelCache({root!r}))
     print(built.built, hashlib.sha256(built.cubin).hexdigest())
 """)

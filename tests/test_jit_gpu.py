@@ -125,15 +125,14 @@ def test_torch_compile_and_opcheck(toy):
 
 def test_nvrtc_backend_compiles_and_runs(tmp_path):
     pytest.importorskip("cuda.bindings.nvrtc")
-    from toy_jit_plugin import _ARG_TYPES, SOURCE
+    from toy_jit_plugin import _ARG_TYPES, toy_source
 
     from dgreg import config
     from dgreg.jit.compiler import compiler_id
 
     with config.scope(DGREG_JIT_BACKEND="nvrtc"):
         assert compiler_id().startswith("nvrtc ")
-        source = dgreg.KernelSource(f"#define TILE 16\n{SOURCE}", "toy_bf16_gemm_nt", _arch())
-        built = build_source(source, cache=KernelCache(tmp_path))
+        built = build_source(toy_source(_arch()), cache=KernelCache(tmp_path))
     assert built.entry.meta["compiler"].startswith("nvrtc")
     kernel = LoadedKernel(built.cubin, "toy_bf16_gemm_nt")
     a = torch.randn(20, 32, device="cuda", dtype=torch.bfloat16)

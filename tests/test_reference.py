@@ -1,9 +1,9 @@
 """The torch reference against an independent float64 oracle, for every spec.
 
-The oracle here never calls ``dgreg.reference``: it dequantises with explicit per-element
-index arithmetic (and decodes packed UE8M0 words byte by byte) and multiplies in float64.
-The reference computes in float32 and rounds to D's dtype, so results are compared with
-``calc_diff < 1e-5`` plus an element-wise bound sized for D's rounding.
+The oracle (``tests/oracle.py``) never calls ``dgreg.reference``: it dequantises with
+explicit per-element index arithmetic (and decodes packed UE8M0 words byte by byte) and
+multiplies in float64. The reference computes in float32 and rounds to D's dtype, so results
+are compared with ``calc_diff < 1e-5`` plus an element-wise bound sized for D's rounding.
 
 Rows a grouped GEMM must not write are poisoned with NaN first and must stay NaN.
 """
@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+from oracle import dequant, k_blocks, magnitude, oracle_dense
 
 import dgreg
 from dgreg import layout as L
@@ -50,59 +51,7 @@ def _ue8m0(shape: tuple[int, ...], g: torch.Generator) -> tuple[torch.Tensor, to
     return sf, L.pack_ue8m0_to_int(sf)
 
 
-def _kb(k: int) -> int:
-    return -(-k // 128)
-
-
-# -- the oracle --------------------------------------------------------------------------------
-
-def _decode_ue8m0(words: torch.Tensor, kb: int) -> torch.Tensor:
-    """Packed int32 [..., R, W] to float64 [..., R, kb]: byte j of word w is K-block 4w + j."""
-    out = torch.empty((*words.shape[:-1], kb), dtype=torch.float64)
-    w64 = words.to(torch.int64) & 0xFFFFFFFF
-    for blk in range(kb):
-        code = (w64[..., blk // 4] >> (8 * (blk % 4))) & 0xFF
-        out[..., blk] = torch.pow(2.0, code.to(torch.float64) - 127.0)
-    return out
-
-
-def dequant(x: torch.Tensor, sf: torch.Tensor | None, recipe: str, *, block_rows: bool = False
-            ) -> torch.Tensor:
-    """Logical [..., R, K] operand times its scales, in float64, by explicit indexing."""
-    xd = x.to(torch.float64)
-    if sf is None:
-        return xd
-    rows, k = x.shape[-2], x.shape[-1]
-    values = _decode_ue8m0(sf, _kb(k)) if recipe == "ue8m0" else sf.to(torch.float64)
-    kidx = torch.arange(k) // 128
-    ridx = torch.arange(rows) // (128 if block_rows else 1)
-    scale = values[..., ridx, :][..., :, kidx]
-    return xd * scale
-
-
-def oracle_dense(a: torch.Tensor, b: torch.Tensor, sa=None, sb=None, recipe: str = "none",
-                 c: torch.Tensor | None = None) -> torch.Tensor:
-    """D = C + A @ B^T for logical A [M, K], B [N, K] and their logical scales."""
-    ad = dequant(a, sa, recipe)
-    bd = dequant(b, sb, recipe, block_rows=recipe == "1d2d")
-    m, n = a.shape[0], b.shape[0]
-    out = torch.zeros(m, n, dtype=torch.float64)
-    if a.shape[1]:
-        out = torch.einsum("mk,nk->mn", ad, bd)
-    if c is not None:
-        out = out + c.to(torch.float64)
-    return out
-
-
-def magnitude(a, b, sa=None, sb=None, recipe: str = "none", c=None) -> torch.Tensor:
-    """sum_k |A||B| (+|C|): the scale of float32 accumulation error for each output."""
-    ad = dequant(a, sa, recipe).abs()
-    bd = dequant(b, sb, recipe, block_rows=recipe == "1d2d").abs()
-    out = ad @ bd.transpose(-1, -2)
-    if c is not None:
-        out = out + c.to(torch.float64).abs()
-    return out
-
+# -- checking ----------------------------------------------------------------------------------
 
 def check(d: torch.Tensor, expected: torch.Tensor, mag: torch.Tensor) -> None:
     """calc_diff < 1e-5 and |d - o| within D's rounding plus float32 accumulation error."""
@@ -126,11 +75,11 @@ def _fp8_dense(recipe: str, m: int, n: int, k: int, seed: int = 0):
     g = _gen(seed)
     a, b = _operand((m, k), FP8, g), _operand((n, k), FP8, g)
     if recipe == "ue8m0":
-        _, sa = _ue8m0((m, _kb(k)), g)
-        _, sb = _ue8m0((n, _kb(k)), g)
+        _, sa = _ue8m0((m, k_blocks(k)), g)
+        _, sb = _ue8m0((n, k_blocks(k)), g)
     else:
-        sa = _scales((m, _kb(k)), g)
-        sb = _scales((_kb(n) if recipe == "1d2d" else n, _kb(k)), g)
+        sa = _scales((m, k_blocks(k)), g)
+        sb = _scales((k_blocks(n) if recipe == "1d2d" else n, k_blocks(k)), g)
     return a, b, sa, sb
 
 
@@ -160,8 +109,8 @@ def test_dense_fp8_tma_aligned_scale_layouts() -> None:
     check(d, oracle_dense(a, b, sa, sb, "1d1d"), magnitude(a, b, sa, sb, "1d1d"))
 
     g = _gen(3)
-    sa_f = L.ceil_to_ue8m0(_scales((M, _kb(K)), g))
-    sb_f = L.ceil_to_ue8m0(_scales((N, _kb(K)), g))
+    sa_f = L.ceil_to_ue8m0(_scales((M, k_blocks(K)), g))
+    sb_f = L.ceil_to_ue8m0(_scales((N, k_blocks(K)), g))
     pa = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(sa_f)
     pb = L.get_mn_major_tma_aligned_packed_ue8m0_tensor(sb_f)
     d = dgreg.gemm(a, b, a_scale=pa, b_scale=pb)
@@ -328,39 +277,25 @@ def _grouped_operands(kind: str, m_sum: int, *, nn: bool = False, seed: int = 20
     recipe = kind.split("-")[1]
     a, b = _operand((m_sum, KG), FP8, g), _operand((G, NG, KG), FP8, g)
     if recipe == "ue8m0":
-        _, sa = _ue8m0((m_sum, _kb(KG)), g)
-        _, sb = _ue8m0((G, NG, _kb(KG)), g)
+        _, sa = _ue8m0((m_sum, k_blocks(KG)), g)
+        _, sb = _ue8m0((G, NG, k_blocks(KG)), g)
     else:
-        sa = _scales((m_sum, _kb(KG)), g)
-        sb = _scales((G, _kb(NG) if recipe == "1d2d" else NG, _kb(KG)), g)
+        sa = _scales((m_sum, k_blocks(KG)), g)
+        sb = _scales((G, k_blocks(NG) if recipe == "1d2d" else NG, k_blocks(KG)), g)
     return a, b, sa, sb, recipe
 
 
-def _rows_oracle(a, b, sa, sb, recipe, ids: list[int]) -> torch.Tensor:
-    """Per-row oracle: row i uses expert ids[i]; rows with -1 hold NaN."""
-    out = torch.full((a.shape[0], b.shape[1]), float("nan"), dtype=torch.float64)
+def _check_rows(d: torch.Tensor, a, b, sa, sb, recipe: str, ids: list[int]) -> None:
+    """Row i of d is row i of A times expert ids[i]'s B; rows with id -1 must still be NaN."""
+    expected = torch.full((a.shape[0], b.shape[1]), float("nan"), dtype=torch.float64)
+    mag = torch.zeros(a.shape[0], b.shape[1], dtype=torch.float64)
     for gi in range(b.shape[0]):
         rows = [i for i, x in enumerate(ids) if x == gi]
         if rows:
             r = torch.tensor(rows)
-            out[r] = oracle_dense(a[r], b[gi], None if sa is None else sa[r],
-                                  None if sb is None else sb[gi], recipe)
-    return out
-
-
-def _rows_magnitude(a, b, sa, sb, recipe, ids: list[int]) -> torch.Tensor:
-    out = torch.zeros(a.shape[0], b.shape[1], dtype=torch.float64)
-    for gi in range(b.shape[0]):
-        rows = [i for i, x in enumerate(ids) if x == gi]
-        if rows:
-            r = torch.tensor(rows)
-            out[r] = magnitude(a[r], b[gi], None if sa is None else sa[r],
-                               None if sb is None else sb[gi], recipe)
-    return out
-
-
-def _check_rows(d: torch.Tensor, expected: torch.Tensor, mag: torch.Tensor) -> None:
-    """Rows where ``expected`` is NaN must still be NaN in d; the others must match."""
+            s_a, s_b = None if sa is None else sa[r], None if sb is None else sb[gi]
+            expected[r] = oracle_dense(a[r], b[gi], s_a, s_b, recipe)
+            mag[r] = magnitude(a[r], b[gi], s_a, s_b, recipe)
     skipped = torch.isnan(expected).all(dim=-1)
     assert torch.isnan(d[skipped].float()).all(), "rows outside every group were written"
     check(d[~skipped], expected[~skipped], mag[~skipped])
@@ -384,8 +319,7 @@ def test_m_contiguous_padding_rows_untouched(kind: str) -> None:
     out = dgreg.m_grouped_gemm_contiguous(
         a, b, d, grouped_layout=torch.tensor(ids, dtype=torch.int32), a_scale=sa, b_scale=sb)
     assert out is d
-    _check_rows(d, _rows_oracle(a, b, sa, sb, recipe, ids),
-                _rows_magnitude(a, b, sa, sb, recipe, ids))
+    _check_rows(d, a, b, sa, sb, recipe, ids)
 
 
 def test_m_contiguous_groups_out_of_order() -> None:
@@ -395,8 +329,7 @@ def test_m_contiguous_groups_out_of_order() -> None:
     d = torch.full((len(ids), NG), float("nan"), dtype=FP32)
     dgreg.m_grouped_gemm_contiguous(a, b, d, grouped_layout=torch.tensor(ids, dtype=torch.int32),
                                     a_scale=sa, b_scale=sb)
-    _check_rows(d, _rows_oracle(a, b, sa, sb, recipe, ids),
-                _rows_magnitude(a, b, sa, sb, recipe, ids))
+    _check_rows(d, a, b, sa, sb, recipe, ids)
 
 
 def _psum_ends(sizes: list[int]) -> list[int]:
@@ -420,8 +353,7 @@ def test_m_contiguous_psum_layout(kind: str) -> None:
         a, b, d, grouped_layout=torch.tensor(ends, dtype=torch.int32), use_psum_layout=True,
         a_scale=sa, b_scale=sb)
     assert out is d
-    _check_rows(d, _rows_oracle(a, b, sa, sb, recipe, ids),
-                _rows_magnitude(a, b, sa, sb, recipe, ids))
+    _check_rows(d, a, b, sa, sb, recipe, ids)
 
 
 def test_m_contiguous_psum_first_group_empty() -> None:
@@ -433,8 +365,7 @@ def test_m_contiguous_psum_first_group_empty() -> None:
     d = torch.full((256, NG), float("nan"), dtype=FP32)
     dgreg.m_grouped_gemm_contiguous(a, b, d, grouped_layout=torch.tensor(ends, dtype=torch.int32),
                                     use_psum_layout=True)
-    _check_rows(d, _rows_oracle(a, b, sa, sb, recipe, ids),
-                _rows_magnitude(a, b, sa, sb, recipe, ids))
+    _check_rows(d, a, b, sa, sb, recipe, ids)
 
 
 @pytest.mark.parametrize("kind", ["fp8-1d2d", "fp8-1d1d", "bf16"])
@@ -449,8 +380,7 @@ def test_m_contiguous_nn_layout(kind: str) -> None:
     d = torch.full((m_sum, NG), float("nan"), dtype=BF16)
     dgreg.m_grouped_gemm_contiguous(a, b_kn, d, grouped_layout=torch.tensor(ids, dtype=torch.int32),
                                     layout="NN", a_scale=sa, b_scale=sb_kn)
-    _check_rows(d, _rows_oracle(a, b, sa, sb, recipe, ids),
-                _rows_magnitude(a, b, sa, sb, recipe, ids))
+    _check_rows(d, a, b, sa, sb, recipe, ids)
 
 
 def test_m_contiguous_k_zero() -> None:
@@ -475,13 +405,13 @@ def test_m_masked(kind: str, d_dtype: torch.dtype) -> None:
     a, b = _operand((G, m_max, KG), dtype, g), _operand((G, NG, KG), dtype, g)
     recipe = "none" if kind == "bf16" else kind.split("-")[1]
     if recipe == "ue8m0":
-        _, sa = _ue8m0((G, m_max, _kb(KG)), g)
-        _, sb = _ue8m0((G, NG, _kb(KG)), g)
+        _, sa = _ue8m0((G, m_max, k_blocks(KG)), g)
+        _, sb = _ue8m0((G, NG, k_blocks(KG)), g)
     elif recipe == "none":
         sa = sb = None
     else:
-        sa = _scales((G, m_max, _kb(KG)), g)
-        sb = _scales((G, _kb(NG) if recipe == "1d2d" else NG, _kb(KG)), g)
+        sa = _scales((G, m_max, k_blocks(KG)), g)
+        sb = _scales((G, k_blocks(NG) if recipe == "1d2d" else NG, k_blocks(KG)), g)
     d = torch.full((G, m_max, NG), float("nan"), dtype=d_dtype)
     out = dgreg.m_grouped_gemm_masked(a, b, d, masked_m=torch.tensor(masked, dtype=torch.int32),
                                       expected_m=32, a_scale=sa, b_scale=sb)

@@ -102,14 +102,14 @@ def test_ffma_pass_changes_exactly_the_intended_bits(ffma_cubin):
         offset = i - text.offset
         assert 0 <= offset < text.size and offset % 16 >= 8
         assert ("ffma_run", offset - offset % 16) in result.changed
+    old_words, new_words = old.instructions("ffma_run"), new.instructions("ffma_run")
     for (_, offset), fields in result.changed.items():
-        a, b = old.instructions("ffma_run")[offset // 16], new.instructions("ffma_run")[offset // 16]
+        a, b = old_words[offset // 16], new_words[offset // 16]
         assert control.differing(a.high, b.high) == set(fields)
         assert control.get(a.high, "yield") == 1 and control.get(b.high, "yield") == 0
     # the run now alternates: yield without reuse, then no yield with reuse
     lines = [x for x in listing(disassemble(result.cubin))["ffma_run"] if x.opcode == "FFMA"]
-    flags = [control.get(new.instructions("ffma_run")[x.offset // 16].high, "yield")
-             for x in lines[:36]]
+    flags = [control.get(new_words[x.offset // 16].high, "yield") for x in lines[:36]]
     assert flags == [0, 1] * 18
 
 

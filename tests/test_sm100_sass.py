@@ -15,17 +15,13 @@ import pytest
 pytest.importorskip("dgreg_sm100", reason="the dgreg-sm100 distribution is not installed")
 
 from dgreg_sm100 import codegen, heuristics
+from plugin_helpers import conformance_resolutions
 
 import dgreg
-from dgreg import config
-from dgreg.conformance import load_case_file, load_ops
-from dgreg.conformance.cases import expand
-from dgreg.device import preset
 from dgreg.jit import KernelCache, build_source
 from dgreg.sass import disassemble, find_tool, summarize
 from dgreg.sass.cubin import Cubin
 
-ROOT = Path(__file__).resolve().parents[1] / "specs"
 
 def _has_cuobjdump() -> bool:
     try:
@@ -45,18 +41,8 @@ pytestmark = [
 def sm100_configs() -> dict[str, tuple[object, str]]:
     """Kernel source -> (config, the first case id that needs it), over every conformance
     instance the sm100 plugin claims on a B200, plus a large FP8 shape that pairs CTAs."""
-    ops = load_ops(ROOT / "ops")
-    files = sorted((ROOT / "conformance").glob("*.toml"))
-    instances = [inst for path in files for case in load_case_file(path, ops)
-                 if case.expect_error is None for inst in expand(case)
-                 if inst.spec is not None and inst.problem is not None
-                 and not inst.problem.is_empty]
-    picked = []
-    with config.scope(DGREG_PLUGINS=("sm100",)):
-        for inst in instances:
-            res = dgreg.resolve(inst.spec, preset("b200"), inst.problem, plugin="sm100")
-            if res.chosen is not None and res.chosen.plugin == "sm100":
-                picked.append((res.choice.config, inst.id))
+    picked = [(res.choice.config, case_id)
+              for res, case_id in conformance_resolutions("sm100", "b200")]
     pair = heuristics.choose("fp8", "NT", "none", "bf16", heuristics.Shape(4096, 7168, 7168), 148)
     picked.append((pair.config, "fp8 NT m4096n7168k7168 (a CTA pair)"))
     found: dict[str, tuple[object, str]] = {}

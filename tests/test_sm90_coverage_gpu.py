@@ -44,10 +44,10 @@ def _check(call: calls.GemmCall, run, tolerance: float) -> None:
     assert (got - want).abs().max().item() <= 2 ** -6 * scale + 1e-3
 
 
-def _operands(m, n, k, dtype, recipe, gen, lead=()):
-    a = torch.randn(*lead, m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-    b = torch.randn(*lead[:1] or (), n, k, device="cuda", dtype=torch.bfloat16, generator=gen) \
-        if lead else torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+def _operands(m, n, k, dtype, recipe, gen, a_groups=(), b_groups=()):
+    """A [*a_groups, m, k] and B [*b_groups, n, k], quantised by the recipe for FP8."""
+    a = torch.randn(*a_groups, m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+    b = torch.randn(*b_groups, n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     if dtype == "bf16":
         return a, None, b, None
     a8, a_sf = _quantise(a, recipe, False)
@@ -62,6 +62,14 @@ def _padded(x: torch.Tensor) -> torch.Tensor:
     storage = torch.empty(rows, -(-cols // per16) * per16, dtype=x.dtype, device=x.device)
     storage[:, :cols] = x
     return storage[:, :cols]
+
+
+def _expert_ids(sizes: list[int]) -> torch.Tensor:
+    """Per-row expert ids of the contiguous layout, each expert padded to 128 rows (-1)."""
+    ids = []
+    for g, size in enumerate(sizes):
+        ids += [g] * size + [-1] * (-(-size // 128) * 128 - size)
+    return torch.tensor(ids, dtype=torch.int32, device="cuda")
 
 
 def _orient(x, sf, k_major: bool):
@@ -139,13 +147,9 @@ def test_k_grouped(dtype, recipe, acc, ks, m, n):
 def test_m_grouped_contiguous_variants(dtype, recipe, out, layout):
     sizes, n, k = [300, 0, 77, 128], 528, 1920  # NN: B rows of N FP8 bytes, 16-byte aligned
     gen = torch.Generator(device="cuda").manual_seed(len(layout) + n)
-    ids = []
-    for g, size in enumerate(sizes):
-        ids += [g] * size + [-1] * (-(-size // 128) * 128 - size)
-    ids = torch.tensor(ids, dtype=torch.int32, device="cuda")
+    ids = _expert_ids(sizes)
     m, groups = ids.numel(), len(sizes)
-    a, a_sf, b, b_sf = _operands(m, n, k, dtype, recipe, gen, lead=(groups,))
-    a, a_sf = a[0], None if a_sf is None else a_sf[0]  # A is [M_sum, K]
+    a, a_sf, b, b_sf = _operands(m, n, k, dtype, recipe, gen, b_groups=(groups,))
     if layout == "NN":
         b = b.transpose(1, 2).contiguous()
         b_sf = None if b_sf is None else b_sf.transpose(1, 2)
@@ -162,7 +166,7 @@ def test_m_grouped_contiguous_variants(dtype, recipe, out, layout):
 def test_m_grouped_masked_variants(dtype, recipe, out):
     groups, m_max, n, k = 3, 200, 384, 1024
     gen = torch.Generator(device="cuda").manual_seed(m_max + n)
-    a, a_sf, b, b_sf = _operands(m_max, n, k, dtype, recipe, gen, lead=(groups,))
+    a, a_sf, b, b_sf = _operands(m_max, n, k, dtype, recipe, gen, (groups,), (groups,))
     masked = torch.tensor([200, 0, 65], dtype=torch.int32, device="cuda")
     d = torch.empty(groups, m_max, n, device="cuda", dtype=out)
     kwargs = dict(masked_m=masked, expected_m=100, a_scale=a_sf, b_scale=b_sf, recipe=recipe)
@@ -182,13 +186,9 @@ def test_m_grouped_256_row_tiles_across_two_experts(dtype, monkeypatch):
     dispatch.clear_caches()
     sizes, n, k = [300, 0, 77, 128, 256, 130], 384, 1024
     gen = torch.Generator(device="cuda").manual_seed(7)
-    ids = []
-    for g, size in enumerate(sizes):
-        ids += [g] * size + [-1] * (-(-size // 128) * 128 - size)
-    ids = torch.tensor(ids, dtype=torch.int32, device="cuda")
+    ids = _expert_ids(sizes)
     m, groups = ids.numel(), len(sizes)
-    a, a_sf, b, b_sf = _operands(m, n, k, dtype, "1d2d", gen, lead=(groups,))
-    a, a_sf = a[0], None if a_sf is None else a_sf[0]
+    a, a_sf, b, b_sf = _operands(m, n, k, dtype, "1d2d", gen, b_groups=(groups,))
     d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     kwargs = dict(grouped_layout=ids, a_scale=a_sf, b_scale=b_sf)
     call = calls.m_contiguous_call(a, b, d, **kwargs)

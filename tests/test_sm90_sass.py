@@ -6,44 +6,28 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
 
+from dgreg_sm90 import codegen
+from plugin_helpers import conformance_resolutions
+
 import dgreg
 from dgreg import config
-from dgreg.conformance import load_case_file, load_ops
-from dgreg.conformance.cases import expand
-from dgreg.device import preset
 from dgreg.jit import KernelCache, build
 from dgreg.registry import get_registry
 from dgreg.sass import disassemble, find_tool, summarize
-from dgreg_sm90 import codegen
-
-ROOT = Path(__file__).resolve().parents[1] / "specs"
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 
 
 def _sm90_plans():
-    ops = load_ops(ROOT / "ops")
     plans = {}
-    with config.scope(DGREG_PLUGINS=("sm90",)):
-        device = preset("h100")
-        for path in sorted((ROOT / "conformance").glob("*.toml")):
-            for case in load_case_file(path, ops):
-                if case.expect_error is not None:
-                    continue
-                for inst in expand(case):
-                    if inst.spec is None or inst.problem is None or inst.problem.is_empty:
-                        continue
-                    res = dgreg.resolve(inst.spec, device, inst.problem, plugin="sm90")
-                    if res.chosen is not None and res.chosen.plugin == "sm90":
-                        # one compile per distinct source (the grid size is not in it)
-                        source = codegen.gemm_source(res.choice.config)
-                        plans.setdefault(source.code, (res, inst.id))
+    for res, case_id in conformance_resolutions("sm90", "h100"):
+        # one compile per distinct source (the grid size is not in it)
+        plans.setdefault(codegen.gemm_source(res.choice.config).code, (res, case_id))
     return plans
 
 
@@ -82,8 +66,9 @@ def test_transpose_kernel_compiles_with_vector_accesses_and_no_local_memory(tmp_
         find_tool("cuobjdump")
     except dgreg.DgregError as exc:
         pytest.skip(str(exc))
-    from dgreg.jit import compile_source
     from dgreg_sm90 import transpose
+
+    from dgreg.jit import compile_source
 
     built = compile_source(transpose.source(elem_bytes), tmp_path)
     sass = disassemble(built.cubin)

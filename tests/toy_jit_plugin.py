@@ -30,6 +30,11 @@ toy_bf16_gemm_nt(const __nv_bfloat16* __restrict__ a, const __nv_bfloat16* __res
 """
 
 
+def toy_source(arch: str = "sm_90a", tile: int = 16) -> KernelSource:
+    """The kernel for ``tile`` x ``tile`` thread blocks, compiled for ``arch``."""
+    return KernelSource(f"#define TILE {tile}\n{SOURCE}", "toy_bf16_gemm_nt", arch)
+
+
 @attrs.frozen
 class ToyConfig:
     tile: int
@@ -78,8 +83,7 @@ class ToyJitPlugin:
         if candidate.kernel_id != KERNEL_ID:
             return None
         self.source_calls += 1
-        arch = "sm_" + device.arch[2:]
-        return KernelSource(f"#define TILE {config.tile}\n{SOURCE}", "toy_bf16_gemm_nt", arch)
+        return toy_source("sm_" + device.arch[2:], config.tile)
 
     @hookimpl
     def dgreg_launch_args(self, candidate, config, call):

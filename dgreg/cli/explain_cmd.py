@@ -104,14 +104,8 @@ def build_problem(spec: GemmSpec, args: argparse.Namespace) -> Problem:
 
 def _device(name: str | None) -> Device | None:
     from dgreg.device import preset
-    from dgreg.errors import InvalidArgumentError
 
-    if name is None:
-        return None
-    try:
-        return preset(name)
-    except InvalidArgumentError as exc:  # preset() names DGREG_ARCH; here the user typed --device
-        raise InvalidArgumentError("--device", exc.expected, exc.received) from None
+    return None if name is None else preset(name, argument="--device")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from dgreg.conformance.opfile import Tolerance
 from dgreg.device import Device
 from dgreg.errors import UnsupportedSpecError
 from dgreg.layout import (
+    align,
     calc_diff,
     get_mn_major_tma_aligned_packed_ue8m0_tensor,
     get_mn_major_tma_aligned_tensor,
@@ -85,10 +86,6 @@ class Instance:
         return zlib.crc32(self.id.encode())
 
 
-def _align(x: int, step: int) -> int:
-    return -(-x // step) * step
-
-
 def expected_m(sizes: tuple[int, ...]) -> int:
     """The heuristics hint passed with masked calls: the mean group size (at least 1)."""
     return max(1, round(sum(sizes) / len(sizes)))
@@ -99,13 +96,13 @@ def contiguous_layout(sizes: tuple[int, ...], psum: bool, step: int) -> tuple[in
     ``step`` rows, or (``psum``) end offsets, each group starting at the previous end rounded
     up to ``step``."""
     if not psum:
-        ids = [i for g, s in enumerate(sizes) for i in [g] * s + [-1] * (_align(s, step) - s)]
+        ids = [i for g, s in enumerate(sizes) for i in [g] * s + [-1] * (align(s, step) - s)]
         return len(ids), ids
     ends, start = [], 0
     for s in sizes:
         ends.append(start + s)
-        start = _align(start + s, step)
-    return _align(ends[-1], step), ends
+        start = align(start + s, step)
+    return align(ends[-1], step), ends
 
 
 def _problem(case: Case, shape: Shape, psum: bool) -> Problem:
@@ -229,7 +226,7 @@ class _Builder:
               fill: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A ``shape`` view whose rows are padded to the stride alignment, and its allocation."""
         step = max(1, self.align_bytes // torch.empty((), dtype=dtype).element_size())
-        padded = (*shape[:-1], _align(shape[-1], step))
+        padded = (*shape[:-1], align(shape[-1], step))
         if fill is None:
             base = torch.empty(padded, dtype=dtype, device=self.device)
         else:
@@ -490,7 +487,7 @@ def _check_error(inst: Instance, exc: BaseException, wanted: type, source: str) 
 def _restore(x: torch.Tensor, extra: int, fill: float | None = None) -> torch.Tensor:
     """``x`` copied into rows padded to 16 bytes plus ``extra`` elements (1: a misaligned stride)."""
     step = max(1, 16 // x.element_size())  # TMA's granule; any misalignment will do here
-    shape = (*x.shape[:-1], _align(x.shape[-1], step) + extra)
+    shape = (*x.shape[:-1], align(x.shape[-1], step) + extra)
     if fill is None:
         base = torch.empty(shape, dtype=x.dtype, device=x.device)
     else:

@@ -18,7 +18,7 @@ import attrs
 
 from dgreg.conformance.strict_toml import Table, read_toml
 from dgreg.errors import SpecFileError, UnsupportedSpecError
-from dgreg.spec import OPS, SCALE_BLOCK, DType, GemmSpec, Grouping, Layout, Recipe
+from dgreg.spec import OPS, SCALE_BLOCK, DType, GemmSpec, Grouping, Layout, Recipe, op_name
 
 __all__ = ["Alignment", "OpSpec", "Tolerance", "load_ops", "parse_layout"]
 
@@ -90,12 +90,6 @@ def _parse_grouping(value: str) -> Grouping:
         raise ValueError(f"must be one of {names} (got {value!r})") from None
 
 
-def _op_of(grouping: Grouping, dtype: DType) -> str:
-    from dgreg.spec import op_name
-
-    return op_name(dtype, grouping)
-
-
 def _valid_combos(dtype: DType, grouping: Grouping) -> set[tuple[Layout, Recipe, DType]]:
     combos = set()
     for layout in Layout:
@@ -129,9 +123,9 @@ def _load_op(path: Path) -> OpSpec:
         if not value:
             raise t.fail(key, "missing (required)")
     accumulate = t.boolean("accumulate")
-    if _op_of(grouping, ab_dtype) != op:
+    if op_name(ab_dtype, grouping) != op:
         raise t.fail("grouping", f"{grouping.value} with {ab_dtype.value} operands is "
-                                 f"{_op_of(grouping, ab_dtype)!r} in dgreg.spec, not {op!r}")
+                                 f"{op_name(ab_dtype, grouping)!r} in dgreg.spec, not {op!r}")
     # Agreement with dgreg.spec, both ways: what is declared exists, and what exists is declared.
     valid = _valid_combos(ab_dtype, grouping)
     for key, declared, pick in (("layouts", layouts, 0), ("recipes", recipes, 1),

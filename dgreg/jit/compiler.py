@@ -150,8 +150,8 @@ def compile_source(source: KernelSource, workdir: Path | None = None) -> Binary:
     The log (and for nvcc the command) stays in ``workdir/compile.log``; a failure raises
     :class:`CompileError` with the command, the first lines of the log and the log's path.
     """
-    own_dir = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="dgreg-compile-")) if own_dir else workdir
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="dgreg-compile-"))
     if backend() == "nvrtc":
         return _compile_nvrtc(source, workdir)
     nvcc = find_nvcc()

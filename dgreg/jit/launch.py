@@ -60,7 +60,6 @@ class LoadedKernel:
         self.entry = entry
         self.shared_mem = 0
         self.ensure_shared_mem(shared_mem)
-        self._local = threading.local()  # per-thread launch configs and argument buffers
         self._cu = cu
         self._ok = cu.CUresult.CUDA_SUCCESS
         self.device = torch.cuda.current_device()
@@ -73,10 +72,14 @@ class LoadedKernel:
                   f"raising {self.entry}'s dynamic shared memory to {nbytes} bytes")
             self.shared_mem = nbytes
 
-    def _new_config(self, grid: Sequence[int], block: Sequence[int], cluster: Sequence[int],
-                    shared_mem: int) -> Any:
-        cu = driver()
-        self.ensure_shared_mem(shared_mem)
+    def _new_state(self, grid: Sequence[int], block: Sequence[int], cluster: Sequence[int],
+                   shared_mem: int, arg_types: Sequence[Any]) -> tuple[Any, list[Any], Any, int]:
+        """A launch config and a ``void*[]`` argument buffer (with its address) for one thread.
+
+        Passing cuda-bindings a pointer to a ready array costs far less per launch than
+        letting it convert a tuple of Python values (about 10 us down to a few, on an H200).
+        """
+        cu = self._cu
         config = cu.CUlaunchConfig()
         config.gridDimX, config.gridDimY, config.gridDimZ = grid
         config.blockDimX, config.blockDimY, config.blockDimZ = block
@@ -89,28 +92,12 @@ class LoadedKernel:
             attrs.append(attr)
         config.attrs = attrs
         config.numAttrs = len(attrs)
-        return config
-
-    def _state(self, key: tuple[Any, ...]) -> tuple[Any, list[Any], Any, int]:
-        """This thread's launch config and ``void*[]`` argument buffer for one launch shape.
-
-        Passing cuda-bindings a pointer to a ready array costs far less per launch than
-        letting it convert a tuple of Python values (about 10 us down to a few, on an H200).
-        """
-        states = getattr(self._local, "states", None)
-        if states is None:
-            states = self._local.states = {}
-        state = states.get(key)
-        if state is None:
-            grid, block, cluster, shared_mem, arg_types = key
-            config = self._new_config(grid, block, cluster, shared_mem)
-            slots = [t() if t is not None else None for t in arg_types]
-            array = (ctypes.c_void_p * max(len(slots), 1))()
-            for i, slot in enumerate(slots):
-                if slot is not None:
-                    array[i] = ctypes.addressof(slot)
-            state = states[key] = (config, slots, array, ctypes.addressof(array))
-        return state
+        slots = [t() if t is not None else None for t in arg_types]
+        array = (ctypes.c_void_p * max(len(slots), 1))()
+        for i, slot in enumerate(slots):
+            if slot is not None:
+                array[i] = ctypes.addressof(slot)
+        return config, slots, array, ctypes.addressof(array)
 
     def bind(self, grid: Sequence[int], block: Sequence[int], arg_types: Sequence[Any], *,
              cluster: Sequence[int] = (1, 1, 1), shared_mem: int = 0) -> Any:
@@ -119,13 +106,18 @@ class LoadedKernel:
         ``arg_types`` are ctypes types, or None for a driver object passed by address (a
         cuda-bindings ``CUtensorMap``, kept alive by the caller until the launch returns).
         """
-        key = (tuple(grid), tuple(block), tuple(cluster), shared_mem, tuple(arg_types))
+        grid, block, cluster = tuple(grid), tuple(block), tuple(cluster)
+        arg_types = tuple(arg_types)
         self.ensure_shared_mem(shared_mem)
-        state, launch_ex, ok = self._state, self._cu.cuLaunchKernelEx, self._ok
+        local = threading.local()  # each thread fills its own config and argument buffer
+        new_state, launch_ex, ok = self._new_state, self._cu.cuLaunchKernelEx, self._ok
         function, stream_of, device = self.function, raw_stream_getter(), self.device
 
         def launch(args: Sequence[Any]) -> None:
-            config, slots, array, address = state(key)
+            state = getattr(local, "state", None)
+            if state is None:
+                state = local.state = new_state(grid, block, cluster, shared_mem, arg_types)
+            config, slots, array, address = state
             config.hStream = stream_of(device)
             for i, (slot, value) in enumerate(zip(slots, args, strict=True)):
                 if slot is None:
@@ -134,8 +126,8 @@ class LoadedKernel:
                     slot.value = value
             err, = launch_ex(config, function, address, 0)
             if err != ok:
-                check((err,), f"launching {self.entry} grid={key[0]} block={key[1]} "
-                              f"cluster={key[2]} smem={shared_mem}")
+                check((err,), f"launching {self.entry} grid={grid} block={block} "
+                              f"cluster={cluster} smem={shared_mem}")
 
         return launch
 

@@ -14,7 +14,7 @@ from typing import Any
 from dgreg.errors import InvalidArgumentError
 from dgreg.jit.launch import check, driver
 
-__all__ = ["SWIZZLE_BYTES", "tensor_map", "tensor_map_for"]
+__all__ = ["SWIZZLE_BYTES", "PlanMaps", "tensor_map", "tensor_map_for"]
 
 #: swizzle span in bytes -> the name of the driver's enum member
 SWIZZLE_BYTES = {0: "CU_TENSOR_MAP_SWIZZLE_NONE", 32: "CU_TENSOR_MAP_SWIZZLE_32B",
@@ -75,3 +75,25 @@ def tensor_map_for(tensor: Any, box: Sequence[int], swizzle: int = 0) -> Any:
     """A map over a torch tensor (its shape and strides), tiles of ``box`` elements."""
     return tensor_map(tensor.data_ptr(), str(tensor.dtype).removeprefix("torch."),
                       tuple(tensor.shape), tuple(tensor.stride()), box, swizzle)
+
+
+class PlanMaps(dict):
+    """The TMA maps of one launch plan, for its ``pack(call)`` on the hot path.
+
+    A plan fixes dtypes, shapes and boxes, so its maps differ from call to call only by
+    address and strides: a plain ``dict.get`` keyed by ``(slot, address, strides)`` is much
+    cheaper than :func:`tensor_map`'s key over every field. ``add`` stores a new map, clearing
+    the plan's maps when there are ``limit`` of them.
+    """
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int = 512) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def add(self, key: tuple[Any, ...], tmap: Any) -> Any:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = tmap
+        return tmap

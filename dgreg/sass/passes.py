@@ -79,9 +79,12 @@ def verify(before: bytes, result: PassResult, name: str) -> None:
         if x != y and index not in allowed:
             raise SassPassError(f"pass {name} changed byte {index:#x}, outside the instructions "
                                 f"it declared")
+    kernels = {kernel for kernel, _ in result.changed}  # decode each kernel once, not per change
+    old_words = {kernel: old.instructions(kernel) for kernel in kernels}
+    new_words = {kernel: new.instructions(kernel) for kernel in kernels}
     for (kernel, offset), fields in result.changed.items():
-        a = old.instructions(kernel)[offset // INSTRUCTION_BYTES]
-        b = new.instructions(kernel)[offset // INSTRUCTION_BYTES]
+        a = old_words[kernel][offset // INSTRUCTION_BYTES]
+        b = new_words[kernel][offset // INSTRUCTION_BYTES]
         if a.low != b.low:
             raise SassPassError(f"pass {name} changed the low word of {kernel}+{offset:#x}")
         extra = control.differing(a.high, b.high) - set(fields)

@@ -8,6 +8,7 @@ from importlib import resources
 
 from dgreg import KernelSource
 from dgreg_sm100.config import GROUPINGS, Sm100GemmConfig
+from dgreg_sm100.heuristics import smem_bytes
 
 ARCH = "sm_100a"
 HEADERS = ("sm100_ptx.cuh", "sm100_gemm.cuh")
@@ -22,12 +23,6 @@ def entry(config: Sm100GemmConfig) -> str:
     """The kernel symbol: ``sm100_<dtype>_gemm[_<grouping>]``."""
     grouping = "" if config.grouping == "none" else f"_{config.grouping}"
     return f"sm100_{config.dtype}_gemm{grouping}"
-
-
-def smem_bytes(config: Sm100GemmConfig) -> int:
-    from dgreg_sm100.heuristics import smem_bytes as estimate
-
-    return estimate(config)
 
 
 def gemm_source(config: Sm100GemmConfig) -> KernelSource:

@@ -238,21 +238,22 @@ def choose(dtype: str, layout: str, grouping: str, d_dtype: str, shape: Shape, n
     """The best config for ``shape`` on ``num_sms`` SMs, with the runners-up for ``explain``."""
     if num_sms < 1:
         raise ValueError(f"num_sms must be positive (got {num_sms})")
-    scored = []
-    for cfg in _candidates(dtype, layout, grouping, d_dtype, shape, num_sms):
-        stages = stages_for(cfg, smem_limit)
-        if stages < 2:
-            continue
-        ns, tiles, waves = estimate_ns(cfg, shape, num_sms)
-        scored.append((ns, tiles, waves, attrs.evolve(cfg, stages=stages,
-                                                      num_sms=grid_size(cfg, tiles, num_sms))))
     override = settings.get("DGREG_SM100_CONFIG")
+    scored = []
     if override:
         base = Sm100GemmConfig(dtype, layout, grouping, d_dtype, MMA_ROWS, MMA_ROWS, False, 1, 1,
                                num_sms)
         cfg = forced(override, base, smem_limit)
         ns, tiles, waves = estimate_ns(cfg, shape, num_sms)
-        scored = [(ns, tiles, waves, attrs.evolve(cfg, num_sms=grid_size(cfg, tiles, num_sms)))]
+        scored.append((ns, tiles, waves, attrs.evolve(cfg, num_sms=grid_size(cfg, tiles, num_sms))))
+    else:
+        for cfg in _candidates(dtype, layout, grouping, d_dtype, shape, num_sms):
+            stages = stages_for(cfg, smem_limit)
+            if stages < 2:
+                continue
+            ns, tiles, waves = estimate_ns(cfg, shape, num_sms)
+            scored.append((ns, tiles, waves, attrs.evolve(cfg, stages=stages,
+                                                          num_sms=grid_size(cfg, tiles, num_sms))))
     if not scored:
         raise ValueError(f"no SM100 {dtype} config fits {shape!r} in {smem_limit} bytes of "
                          f"shared memory")

@@ -8,12 +8,12 @@ Maps are 3-D (``[G, rows, K]`` for K-major operands, ``[G, K, rows]`` for MN-maj
 from __future__ import annotations
 
 import ctypes
+from itertools import accumulate
 from typing import Any
 
 from dgreg import LaunchSpec
-from dgreg_sm100.codegen import smem_bytes
 from dgreg_sm100.config import MMA_ROWS, Sm100GemmConfig
-from dgreg_sm100.heuristics import block_k
+from dgreg_sm100.heuristics import block_k, smem_bytes
 
 ARG_TYPES = (
     None, None, None, None, None,  # maps: X, Y, X scales, Y scales, D
@@ -46,19 +46,16 @@ def operand_dims(x: Any, k_major: bool) -> tuple[tuple[int, int, int], tuple[int
 def mn_major_scales(sf: Any) -> Any:
     """Packed UE8M0 scales ``[..., rows, words]`` (int32) laid out as the kernel's TMA reads
     them: stride 1 along rows, ``words`` stride the rows padded to 16 bytes. ``sf`` itself
-    when it is laid out so already (``get_mn_major_tma_aligned_packed_ue8m0_tensor`` makes
-    that layout), else a copy."""
-    import torch
-
+    when TMA can read it so (``get_mn_major_tma_aligned_packed_ue8m0_tensor`` makes that
+    layout; strides of size-1 dims do not matter, see ``scale_dims``), else a copy."""
     rows, words = sf.shape[-2], sf.shape[-1]
     padded = _padded(rows, 4)
     aligned = (rows == 1 or sf.stride(-2) == 1) and (words == 1 or sf.stride(-1) == padded)
     if aligned and (sf.dim() == 2 or sf.shape[0] == 1 or sf.stride(0) % 4 == 0):
         return sf
-    storage = torch.empty((*sf.shape[:-2], words, padded), dtype=sf.dtype, device=sf.device)
-    out = storage[..., :rows].transpose(-1, -2)
-    out.copy_(sf)
-    return out
+    from dgreg.layout import get_mn_major_tma_aligned_ue8m0_words  # imports torch
+
+    return get_mn_major_tma_aligned_ue8m0_words(sf)
 
 
 def scale_dims(sf: Any) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -82,15 +79,12 @@ def output_dims(t: Any) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 def _k_offsets(ks: tuple[int, ...], device: Any) -> Any:
     import torch
 
-    offsets = [0]
-    for k in ks:
-        offsets.append(offsets[-1] + k)
-    return torch.tensor(offsets, dtype=torch.int32, device=device)
+    return torch.tensor([0, *accumulate(ks)], dtype=torch.int32, device=device)
 
 
 def gemm_launch(config: Sm100GemmConfig, call: Any) -> LaunchSpec:
     """How to launch ``config``'s kernel for calls shaped like ``call``."""
-    from dgreg.jit.tma import tensor_map
+    from dgreg.jit.tma import PlanMaps, tensor_map
 
     swap = config.swap_ab
     fp8 = config.dtype == "fp8"
@@ -100,37 +94,49 @@ def gemm_launch(config: Sm100GemmConfig, call: Any) -> LaunchSpec:
     x_k_major, y_k_major = ((config.b_k_major, config.a_k_major) if swap
                             else (config.a_k_major, config.b_k_major))
     y_rows = config.umma_n // config.cluster
+    x_box = (1, MMA_ROWS, bk) if x_k_major else (1, bk, atom)
+    y_box = (1, y_rows, bk) if y_k_major else (1, bk, atom)
+    sfx_box, sfy_box = (1, 1, MMA_ROWS), (1, 1, config.umma_n)
     tma_store = config.grouping in ("none", "k_grouped")
     d_type = "float32" if config.d_dtype == "fp32" else "bfloat16"
+    d_box = (1, config.store_rows, 32)
+    d_swizzle = 128 if config.d_dtype == "fp32" else 64  # a staged row: 32 columns of D
     p = call.problem
     # K-grouped: the kernel finds group g's K slice at offsets[g] .. offsets[g + 1]
     offsets = _k_offsets(p.group_ks, call.a.device) if config.grouping == "k_grouped" else None
 
-    def operand_map(x: Any, k_major: bool, rows: int) -> Any:
-        shape, strides = operand_dims(x, k_major)
-        box = (1, rows, bk) if k_major else (1, bk, atom)
-        return tensor_map(x.data_ptr(), operand, shape, strides, box, _SWIZZLE_BYTES)
+    maps = PlanMaps()  # keyed by address and strides: the plan fixes shapes and boxes
 
-    def scale_map(sf: Any, rows: int) -> Any:
-        shape, strides = scale_dims(sf)
-        return tensor_map(sf.data_ptr(), "int32", shape, strides, (1, 1, rows))
+    def operand_map(slot: int, x: Any, k_major: bool, box: tuple[int, int, int]) -> Any:
+        def make() -> Any:
+            shape, strides = operand_dims(x, k_major)
+            return tensor_map(x.data_ptr(), operand, shape, strides, box, _SWIZZLE_BYTES)
+
+        return maps.get(slot, x.data_ptr(), x.stride(), make)
+
+    def scale_map(slot: int, sf: Any, box: tuple[int, int, int]) -> Any:
+        def make() -> Any:
+            shape, strides = scale_dims(sf)
+            return tensor_map(sf.data_ptr(), "int32", shape, strides, box)
+
+        return maps.get(slot, sf.data_ptr(), sf.stride(), make)
 
     def pack(call: Any) -> tuple[Any, ...]:
         x, y = (call.b, call.a) if swap else (call.a, call.b)
-        map_x = operand_map(x, x_k_major, MMA_ROWS)
-        map_y = operand_map(y, y_k_major, y_rows)
+        map_x = operand_map(0, x, x_k_major, x_box)
+        map_y = operand_map(1, y, y_k_major, y_box)
         if fp8:
             sfx, sfy = mn_major_scales(call.a_scale), mn_major_scales(call.b_scale)
             if swap:
                 sfx, sfy = sfy, sfx
-            map_sfx, map_sfy = scale_map(sfx, MMA_ROWS), scale_map(sfy, config.umma_n)
+            map_sfx, map_sfy = scale_map(2, sfx, sfx_box), scale_map(3, sfy, sfy_box)
         else:  # no scales: the kernel never reads these maps
             map_sfx = map_sfy = map_x
         d, c = call.d, call.c
         d_shape, d_strides = output_dims(d)
         if tma_store:
-            map_d = tensor_map(d.data_ptr(), d_type, d_shape, d_strides, (1, config.store_rows, 32),
-                               128 if config.d_dtype == "fp32" else 64)
+            map_d = maps.get(4, d.data_ptr(), d_strides, lambda: tensor_map(
+                d.data_ptr(), d_type, d_shape, d_strides, d_box, d_swizzle))
         else:  # M-grouped tiles store rows directly
             map_d = map_x
         c_args = (0, 0, 0, 0)

@@ -7,6 +7,7 @@ from importlib import resources
 
 from dgreg import KernelSource
 from dgreg_sm90.config import GROUPINGS, Sm90GemmConfig
+from dgreg_sm90.heuristics import smem_bytes
 
 # entry name prefix per grouping
 _PREFIX = {"": "sm90_", "contiguous": "sm90_m_grouped_", "masked": "sm90_m_grouped_masked_",
@@ -70,9 +71,3 @@ def entry(config: Sm90GemmConfig) -> str:
     out = "_f32" if config.out_f32 else ""
     acc = "_acc" if config.with_c else ""
     return f"{_PREFIX[config.grouping]}{config.dtype}_gemm{recipe}{out}{acc}"
-
-
-def smem_bytes(config: Sm90GemmConfig) -> int:
-    from dgreg_sm90.heuristics import smem_bytes as estimate
-
-    return estimate(config)

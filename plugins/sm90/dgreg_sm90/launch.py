@@ -6,8 +6,8 @@ import ctypes
 
 from dgreg import LaunchSpec
 from dgreg.errors import DgregError
-from dgreg_sm90.codegen import smem_bytes
 from dgreg_sm90.config import Sm90GemmConfig
+from dgreg_sm90.heuristics import smem_bytes
 from dgreg_sm90.transpose import to_k_major
 
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
@@ -34,10 +34,6 @@ def workspace(device: int, stream: int, floats: int, tiles: int) -> tuple[object
     return found
 
 
-def _tma_aligned(x: int) -> int:
-    return -(-x // 4) * 4  # FP32 elements per 16 bytes
-
-
 def psum_to_row_groups(ends, m: int, alignment: int = 128):
     """Per-row expert ids (-1: padding) from the prefix-sum form, on the device, no sync:
     expert g owns rows [align(ends[g-1], alignment), ends[g])."""
@@ -59,13 +55,7 @@ def _flat(name: str, x, rows: int):
         raise DgregError(f"the sm90 masked kernel needs '{name}' [G, M_max, *] with its groups "
                          f"back to back (got strides {list(x.stride())}); pass a contiguous "
                          f"tensor or pin plugin='reference'")
-    return x.reshape(rows, x.shape[2]) if x.is_contiguous() else x.view(rows, x.shape[2])
-
-
-def k_major(x):
-    """``x`` ([.., rows, K]) with stride 1 along K: the wgmma reads FP8 operands K-major only,
-    so an MN-major operand (layouts NN, TN, TT) is transposed by one copy before the launch."""
-    return to_k_major(x)
+    return x.view(rows, x.shape[2])
 
 
 def k_grouped_operand(x, ks: tuple[int, ...], block: int):
@@ -94,76 +84,57 @@ def block_offsets(ks: tuple[int, ...], block: int) -> list[int]:
     return offsets
 
 
-def _out_strides(x, grouped: bool) -> tuple[int, int]:
-    """(row stride, group stride) of D or C ([M, N] or, K-grouped, [G, M, N])."""
-    if grouped:
-        return x.stride(1), x.stride(0)
-    return x.stride(0), 0
-
-
 def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
-                group_ks: tuple[int, ...] | None = None) -> LaunchSpec:
+                group_ks: tuple[int, ...] | None = None, ue8m0: bool = False) -> LaunchSpec:
     """Launch description for calls of one shape; for the masked kernel ``m`` is M_max, for the
-    K-grouped one ``k`` is the sum of ``group_ks``."""
+    K-grouped one ``k`` is the sum of ``group_ks``; ``ue8m0``: the scales come packed."""
     import torch
 
     from dgreg.jit.launch import raw_stream_getter
-    from dgreg.jit.tma import tensor_map
-    from dgreg.layout import get_mn_major_tma_aligned_tensor, unpack_ue8m0_from_int
+    from dgreg.jit.tma import PlanMaps, tensor_map
+    from dgreg.layout import (
+        get_mn_major_tma_aligned_tensor,
+        get_tma_aligned_size,
+        unpack_ue8m0_from_int,
+    )
 
     bm, bn = config.block_m, config.block_n
     m_per_group = m
-    if config.masked:  # A, its scales and D seen as [G * M_max, *]
+    masked, grouped, kgrouped = config.masked, config.grouped, config.k_grouped
+    if masked:  # A, its scales and D seen as [G * M_max, *]
         m = groups * m_per_group
-    fp8 = config.dtype == "fp8"
+    fp8, sfb_rows = config.dtype == "fp8", config.sfb_rows
     operand, box_k = ("uint8", 128) if fp8 else ("bfloat16", 64)  # 128 bytes of K per box row
-    kgrouped = config.k_grouped
     offsets: dict[int, object] = {}  # K-grouped: each group's first K block, per device
     if kgrouped:
         kb_offsets = block_offsets(group_ks, box_k)
         k = kb_offsets[-1] * box_k  # the padded K of the operands the kernel reads
     k_blocks = -(-k // 128)  # FP8 scale blocks
-    m_pad = _tma_aligned(m)
-    n_pad = _tma_aligned(n)
+    # per-row FP32 scales as the kernel TMA-loads them: MN-major, each K block's rows 16-byte
+    # aligned ([lead * KB, rows] seen 2-D)
+    m_pad = get_tma_aligned_size(m, 4)
+    n_pad = get_tma_aligned_size(n, 4)
+    sfb_lead = groups if grouped else 1
+    sfa_strides = (1, m_pad)
+    sfb_strides = (n_pad * k_blocks, 1, n_pad) if grouped else (1, n_pad)
     tiles = -(-m // bm) * -(-n // bn) * (groups if kgrouped else 1)
     split = config.split_k
     raw_stream = raw_stream_getter()
     step = 16 if fp8 else 8  # elements per 16 bytes
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
-    # A plan fixes every shape and box, so its TMA maps differ only by address and row stride:
-    # a small per-plan cache keyed by those two is much cheaper than the global one.
-    maps: dict[tuple[int, int, int], object] = {}
+    maps = PlanMaps()
     tma_store = config.epilogue == "tma"
-    b_rows = groups * n if config.grouped else n
+    b_rows = groups * n if grouped else n
+    sizes = (m, n, k, groups, m_per_group)
+    no_c = (0, 0, 0, 0)
 
-    def cached(slot: int, address: int, row_stride: int, make):
-        key = (slot, address, row_stride)
-        found = maps.get(key)
-        if found is None:
-            if len(maps) > 512:
-                maps.clear()
-            found = maps[key] = make()
-        return found
-
-    def scales_mn_major(sf, rows: int, rows_pad: int, lead: int):
-        """Per-row scales ([.., rows, KB] float32) as the kernel TMA-loads them: MN-major, the
-        rows of each K block 16-byte aligned, [lead * KB, rows] seen 2-D."""
-        if sf.dtype == torch.int32:  # UE8M0: powers of two, exact in FP32
-            sf = unpack_ue8m0_from_int(sf, k_blocks)
-        want = (1, rows_pad) if sf.dim() == 2 else (rows_pad * k_blocks, 1, rows_pad)
-        if sf.stride() != want:
-            sf = get_mn_major_tma_aligned_tensor(sf)
-        return sf
-
-    # Tensors made in pack may be freed when it returns: torch's caching allocator hands their
-    # memory only to work queued after this kernel on the same stream.
+    # Runs on every call. Tensors made here may be freed when it returns: torch's caching
+    # allocator hands their memory only to work queued after this kernel on the same stream.
     def pack(call):
-        a, b, sfa, sfb, d, c = call.a, call.b, call.a_scale, call.b_scale, call.d, call.c
+        a, b, d, c = call.a, call.b, call.d, call.c
         row_groups, sfb_args = 0, (0, 0, 0, 0)
-        if config.masked:
+        if masked:
             a, d = _flat("a", a, m), _flat("d", d, m)
-            if sfa is not None:
-                sfa = sfa.reshape(m, sfa.shape[2])
         if kgrouped:
             a = k_grouped_operand(a, group_ks, box_k)
             b = k_grouped_operand(b, group_ks, box_k)
@@ -173,55 +144,80 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                 found = offsets[device] = torch.tensor(kb_offsets, dtype=torch.int32,
                                                        device=a.device)
             row_groups = found.data_ptr()
-        else:
-            a, b = k_major(a), k_major(b)
-        a_row = a.stride(-2) if m > 1 else k_row
-        map_a = cached(0, a.data_ptr(), a_row, lambda: tensor_map(
-            a.data_ptr(), operand, (m, k), (a_row, 1), (bm, box_k), 128))
-        if config.grouped:  # B [G, N, K] read as [G * N, K]
+        else:  # the wgmma reads FP8 operands K-major only: NN, TN, TT copy once
+            if a.stride(-1) != 1:
+                a = to_k_major(a)
+            if b.stride(-1) != 1:
+                b = to_k_major(b)
+        address, row = a.data_ptr(), a.stride(-2) if m > 1 else k_row
+        map_a = maps.get((0, address, row))
+        if map_a is None:
+            map_a = maps.add((0, address, row), tensor_map(
+                address, operand, (m, k), (row, 1), (bm, box_k), 128))
+        if grouped:  # B [G, N, K] read as [G * N, K]
             if b.stride(0) != n * b.stride(1):
                 b = b.contiguous()
             ids = call.grouped_layout  # masked: masked_m [G]
             if call.use_psum_layout:
                 ids = psum_to_row_groups(ids, m)
             row_groups = ids.data_ptr()
-        b_row = b.stride(-2) if n > 1 else k_row
-        map_b = cached(1, b.data_ptr(), b_row, lambda: tensor_map(
-            b.data_ptr(), operand, (b_rows, k), (b_row, 1), (bn, box_k), 128))
+        address, row = b.data_ptr(), b.stride(-2) if n > 1 else k_row
+        map_b = maps.get((1, address, row))
+        if map_b is None:
+            map_b = maps.add((1, address, row), tensor_map(
+                address, operand, (b_rows, k), (row, 1), (bn, box_k), 128))
         map_sfa = map_sfb = map_a  # placeholders the kernel never reads
         if fp8:
-            sfa = scales_mn_major(sfa, m, m_pad, 1)
-            map_sfa = cached(2, sfa.data_ptr(), m_pad, lambda: tensor_map(
-                sfa.data_ptr(), "float32", (sfa.shape[-1], m), (m_pad, 1), (1, bm)))
-            if config.sfb_rows:
-                lead = groups if config.grouped else 1
-                sfb = scales_mn_major(sfb, n, n_pad, lead)
-                map_sfb = cached(4, sfb.data_ptr(), n_pad, lambda: tensor_map(
-                    sfb.data_ptr(), "float32", (lead * k_blocks, n), (n_pad, 1), (1, bn)))
-            elif config.grouped:  # [G, NB, KB]: the kernel adds group * stride itself
+            sfa = call.a_scale
+            if masked:
+                sfa = sfa.reshape(m, sfa.shape[2])
+            if ue8m0:  # powers of two: exact in FP32
+                sfa = unpack_ue8m0_from_int(sfa, k_blocks)
+            if sfa.stride() != sfa_strides:
+                sfa = get_mn_major_tma_aligned_tensor(sfa)
+            address = sfa.data_ptr()
+            map_sfa = maps.get((2, address))
+            if map_sfa is None:
+                map_sfa = maps.add((2, address), tensor_map(
+                    address, "float32", (k_blocks, m), (m_pad, 1), (1, bm)))
+            sfb = call.b_scale
+            if sfb_rows:
+                if ue8m0:
+                    sfb = unpack_ue8m0_from_int(sfb, k_blocks)
+                if sfb.stride() != sfb_strides:
+                    sfb = get_mn_major_tma_aligned_tensor(sfb)
+                address = sfb.data_ptr()
+                map_sfb = maps.get((4, address))
+                if map_sfb is None:
+                    map_sfb = maps.add((4, address), tensor_map(
+                        address, "float32", (sfb_lead * k_blocks, n), (n_pad, 1), (1, bn)))
+            elif grouped:  # [G, NB, KB]: the kernel adds group * stride itself
                 sfb_args = (sfb.data_ptr(), sfb.stride(1), sfb.stride(2), sfb.stride(0))
             else:
                 sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1), 0)
         if tma_store:
-            d_row = d.stride(0) if m > 1 else -(-n // 8) * 8
-            map_d = cached(3, d.data_ptr(), d_row, lambda: tensor_map(
-                d.data_ptr(), "bfloat16", (m, n), (d_row, 1), (bm, 64), 128))
+            address, row = d.data_ptr(), d.stride(0) if m > 1 else -(-n // 8) * 8
+            map_d = maps.get((3, address, row))
+            if map_d is None:
+                map_d = maps.add((3, address, row), tensor_map(
+                    address, "bfloat16", (m, n), (row, 1), (bm, 64), 128))
         else:  # the kernel's other epilogues never read it
             map_d = map_a
-        ldd, d_stride_g = _out_strides(d, kgrouped)
-        if c is not None:
-            ldc, c_stride_g = _out_strides(c, kgrouped)
-            c_ptr, c_f32 = c.data_ptr(), int(c.dtype == torch.float32)
+        # D and C: [M, N], or K-grouped [G, M, N] (row stride, group stride)
+        out = (d.data_ptr(), d.stride(1), d.stride(0)) if kgrouped else (d.data_ptr(), d.stride(0), 0)
+        if c is None:
+            c_args = no_c
+        elif kgrouped:
+            c_args = (c.data_ptr(), c.stride(1), c.stride(0), int(c.dtype == torch.float32))
         else:
-            c_ptr = ldc = c_stride_g = c_f32 = 0
+            c_args = (c.data_ptr(), c.stride(0), 0, int(c.dtype == torch.float32))
         ws = counters = 0
         if split > 1:
             device = d.device.index
-            stream = raw_stream(device)
-            ws_t, counters_t = workspace(device, stream, tiles * split * bm * bn, tiles)
+            ws_t, counters_t = workspace(device, raw_stream(device), tiles * split * bm * bn, tiles)
             ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
-        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d.data_ptr(), ldd, d_stride_g,
-                c_ptr, ldc, c_stride_g, c_f32, m, n, k, groups, m_per_group, row_groups, ws, counters)
+        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, *out, *c_args, *sizes,
+                row_groups, ws, counters)
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

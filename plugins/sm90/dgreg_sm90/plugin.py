@@ -122,7 +122,8 @@ def dgreg_launch_args(candidate, config, call):
     if candidate.kernel_id not in _KERNELS:
         return None
     p = call.problem
-    return launch.gemm_launch(config, p.m, p.n, p.k, p.groups, p.group_ks)
+    return launch.gemm_launch(config, p.m, p.n, p.k, p.groups, p.group_ks,
+                              ue8m0=call.spec.recipe == Recipe.UE8M0)
 
 
 @hookimpl

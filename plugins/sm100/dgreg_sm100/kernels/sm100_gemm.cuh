@@ -161,8 +161,7 @@ __device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; 
 
 __device__ __forceinline__ int num_tiles(const Problem& p) {
     const int n_blocks = ceil_div(p.n, TILE_N);
-    if constexpr (GROUPING == 2) return p.groups * ceil_div(p.m, TILE_M) * n_blocks;
-    if constexpr (GROUPING == 3) return p.groups * ceil_div(p.m, TILE_M) * n_blocks;
+    if constexpr (GROUPING == 2 || GROUPING == 3) return p.groups * ceil_div(p.m, TILE_M) * n_blocks;
     return ceil_div(p.m, TILE_M) * n_blocks;
 }
 
@@ -348,7 +347,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_x,    // X: [G, rows, K] or 
                         #pragma unroll
                         for (int i = 0; i < SF_Y_WORDS / 128; ++i)
                             tmem_copy_scales(tmem_base + SFY_COL + 4 * i,
-                                                      scale_desc(base + sfy_offset(stage, i)));
+                                             scale_desc(base + sfy_offset(stage, i)));
                     }
                     const uint64_t dx = tile_desc<X_K_MAJOR>(base + OFF_X + stage * X_BYTES);
                     const uint64_t dy = tile_desc<Y_K_MAJOR>(base + OFF_Y + stage * Y_BYTES);
@@ -359,8 +358,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_x,    // X: [G, rows, K] or 
                         const uint32_t accumulate = kb > 0 || s > 0;
                         if constexpr (IS_FP8)
                             mma_fp8_block_scaled(d_tmem, ax, ay, IDESC | scale_ids(kb),
-                                                          accumulate, tmem_base + SFX_COL,
-                                                          tmem_base + SFY_COL);
+                                                 accumulate, tmem_base + SFX_COL,
+                                                 tmem_base + SFY_COL);
                         else
                             mma_bf16(d_tmem, ax, ay, IDESC, accumulate);
                     }
