@@ -154,8 +154,8 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
     def remake(a, b, d, grouped_layout, a_scale, b_scale):
-        if d is None:
-            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+        if d is None:  # rows no group writes read as zeros, as on the first call
+            d = torch.zeros(d_shape, dtype=d_dtype, device=a.device)
         if tb:
             b = b.transpose(1, 2)
             b_scale = b_scale.transpose(1, 2) if b_scale is not None else None
@@ -198,8 +198,8 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
     def remake(a, b, d, masked_m, a_scale, b_scale):
-        if d is None:
-            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+        if d is None:  # rows no group writes read as zeros, as on the first call
+            d = torch.zeros(d_shape, dtype=d_dtype, device=a.device)
         return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, masked_m)
 
     return _run(call, plugin, key, remake)

@@ -77,6 +77,22 @@ def test_allocates_bf16_d_by_default(quiet: Any, name: str) -> None:
     torch.testing.assert_close(out_fp32.to(BF16), out, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["m_contiguous", "m_masked"])
+def test_allocated_d_has_zeros_where_no_group_writes_on_every_call(quiet: Any, name: str) -> None:
+    """The first call allocates through validation, later ones through the cached fast path:
+    both must give the documented zeros in rows no group writes, not leftover memory."""
+    func, kw, _ = _grouped_calls()[name]
+    if name == "m_contiguous":  # make the second expert's last 28 rows padding
+        kw["grouped_layout"] = i32([0] * 128 + [1] * 100 + [-1] * 28)
+    for call in range(3):
+        out = func(**kw)
+        unwritten = out[228:] if name == "m_contiguous" else out[0, 3:]
+        assert (unwritten == 0).all(), f"call {call}: rows no group writes are not zero"
+        # dirty freed memory, so that a later torch.empty would hand back non-zeros
+        torch.full(out.shape, 7.0, dtype=out.dtype)
+        del out
+
+
 def test_k_grouped_allocates_fp32(quiet: Any) -> None:
     func, kw, shape = _grouped_calls()["k_grouped"]
     out = func(**kw)
