@@ -77,6 +77,8 @@ class Resolution:
     decisions: tuple[Decision, ...]
     choice: ConfigChoice | None = None
     kernel_key: KernelKey | None = None
+    #: loaded plugins that serve other archs only: (name, their archs); they offer nothing here
+    elsewhere: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def chosen(self) -> Candidate | None:
@@ -102,6 +104,7 @@ class Resolution:
             "config": repr(self.choice.config) if self.choice else None,
             "figures": dict(self.choice.figures) if self.choice else {},
             "kernel_key": str(self.kernel_key) if self.kernel_key else None,
+            "plugins_for_other_archs": {name: list(archs) for name, archs in self.elsewhere},
         }
 
     def __str__(self) -> str:
@@ -122,6 +125,9 @@ class Resolution:
             lines.append(line)
         if not self.decisions:
             lines.append("    (no plugin offers a kernel for this device)")
+        for name, archs in self.elsewhere:
+            lines.append(f"    plugin {name} serves {', '.join(archs)} only: nothing on "
+                         f"{self.device.arch}")
         if self.choice is not None:
             lines.append(f"  config: {self.choice.config!r}")
             for key, value in self.choice.figures.items():
@@ -295,7 +301,11 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
             raise PluginError(f"plugin {chosen.plugin!r} offered JIT kernel {chosen.kernel_id} but "
                               f"its dgreg_heuristic gave no config for {spec.name} {problem!r}",
                               plugin=chosen.plugin, hook="dgreg_heuristic")
-    return Resolution(spec, device, problem, pin, tuple(decisions), choice, key)
+    offering = {d.candidate.plugin for d in decisions}
+    elsewhere = tuple((info.name, info.archs) for info in registry.plugins.values()
+                      if info.status == "loaded" and info.archs and "*" not in info.archs
+                      and device.arch not in info.archs and info.name not in offering)
+    return Resolution(spec, device, problem, pin, tuple(decisions), choice, key, elsewhere)
 
 
 def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:

@@ -97,6 +97,8 @@ def test_explain_on_a_simulated_b200_picks_sm100(every_plugin, capsys, argv, ker
     assert status[("reference", "reference.torch")] == "accepted"
     assert not any(plugin_name == "sm90" and state != "rejected"
                    for (plugin_name, _), state in status.items())
+    assert res["plugins_for_other_archs"] == {"sm90": ["sm90a"]}
+    assert "plugin sm90 serves sm90a only: nothing on sm100a" in text
     assert res["config"].startswith("Sm100GemmConfig(")
     assert f"-> {kernel}" in text and "config: Sm100GemmConfig(" in text
     assert "tmem_columns:" in text and "not calibrated" in text
