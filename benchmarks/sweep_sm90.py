@@ -1,9 +1,13 @@
-"""Kernel time of the sm90 FP8 kernel under several forced tile configs, per shape.
+"""Kernel time of the sm90 dense kernel under several forced tile configs, per shape.
 
-    DGREG_PLUGINS=sm90 python benchmarks/sweep_sm90.py --json out.json
+    DGREG_PLUGINS=sm90 python benchmarks/sweep_sm90.py [--dtype bf16] --json out.json
+    DGREG_ARCH=h200 python benchmarks/sweep_sm90.py --dtype bf16 --prebuild .jitcache  # CPU
 
 Every config is checked against the float64 reference before it is timed; the heuristics'
-own pick is timed too, so the table shows how far it is from the best forced config.
+own pick is timed too (and, for BF16, the same pick with ``inflight``), so the table shows
+how far it is from the best forced config. ``--prebuild DIR`` compiles every config the
+sweep would run into a kernel cache (no GPU needed: the device is simulated with
+``DGREG_ARCH``), to carry to the GPU machine.
 """
 
 from __future__ import annotations
@@ -14,50 +18,139 @@ import json
 import os
 import sys
 
-import torch
-
 import dgreg
 from dgreg import dispatch
-from dgreg.bench import _check, _operands, kernel_time_us
 
-SHAPES = [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
-          (128, 4096, 7168), (128, 7168, 2048), (128, 32768, 512)]
-CONFIGS = ["", "block_m=64,block_n=136,split_k=8", "block_m=64,block_n=104,split_k=6",
-           "block_m=64,block_n=64,split_k=4", "block_m=64,block_n=128,split_k=4",
-           "block_m=64,block_n=176,split_k=3", "block_m=64,block_n=64,split_k=2",
-           "block_m=128,block_n=136,split_k=8", "block_m=128,block_n=64,split_k=8",
-           "block_m=64,block_n=56", "block_m=128,block_n=104,split_k=2"]
+SHAPES = {
+    "fp8": [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
+            (128, 4096, 7168), (128, 7168, 2048), (128, 32768, 512)],
+    "bf16": [(64, 2112, 7168), (64, 4096, 7168), (128, 2112, 7168), (128, 4096, 7168),
+             (128, 7168, 2048), (4096, 2112, 7168), (4096, 24576, 1536), (4096, 32768, 512),
+             (4096, 7168, 16384), (4096, 4096, 7168), (4096, 7168, 2048)],
+}
+CONFIGS = {
+    "fp8": ["", "block_m=64,block_n=136,split_k=8", "block_m=64,block_n=104,split_k=6",
+            "block_m=64,block_n=64,split_k=4", "block_m=64,block_n=128,split_k=4",
+            "block_m=64,block_n=176,split_k=3", "block_m=64,block_n=64,split_k=2",
+            "block_m=128,block_n=136,split_k=8", "block_m=128,block_n=64,split_k=8",
+            "block_m=64,block_n=56", "block_m=128,block_n=104,split_k=2"],
+    # per M class: small M (<= 128) and large M
+    "bf16-small": ["", "+inflight", "block_m=64,block_n=128,split_k=4",
+                   "block_m=64,block_n=128,split_k=4,inflight=1",
+                   "block_m=64,block_n=64,split_k=4,inflight=1",
+                   "block_m=64,block_n=96,split_k=6,inflight=1",
+                   "block_m=128,block_n=128,split_k=4,inflight=1",
+                   "block_m=128,block_n=64,split_k=8,inflight=1"],
+    "bf16-large": ["", "block_m=256,block_n=128", "block_m=256,block_n=128,inflight=1",
+                   "block_m=128,block_n=256", "block_m=128,block_n=256,inflight=1",
+                   "block_m=128,block_n=128", "block_m=128,block_n=128,inflight=1",
+                   "block_m=128,block_n=192", "block_m=128,block_n=192,inflight=1",
+                   "block_m=256,block_n=96,inflight=1", "block_m=256,block_n=136",
+                   "block_m=256,block_n=128,stages=2"],
+}
+
+
+def _configs(dtype: str, m: int) -> list[str]:
+    if dtype == "fp8":
+        return CONFIGS["fp8"]
+    return CONFIGS["bf16-small" if m <= 128 else "bf16-large"]
+
+
+def _op(dtype: str) -> str:
+    return "fp8_gemm" if dtype == "fp8" else "bf16_gemm"
+
+
+def _resolve_forced(forced: str, dtype: str, m: int, n: int, k: int, device=None) -> str:
+    """``+inflight``: the heuristics' own pick, with inflight on."""
+    if forced != "+inflight":
+        return forced
+    os.environ["DGREG_SM90_CONFIG"] = ""
+    dispatch.clear_caches()
+    cfg = dgreg.explain(_op(dtype), (m, n, k), device=device, file=None).choice.config
+    if cfg.stages < 3:
+        return ""
+    return (f"block_m={cfg.block_m},block_n={cfg.block_n},split_k={cfg.split_k},"
+            f"stages={cfg.stages},inflight=1")
+
+
+def prebuild(dtype: str, cache_dir: str) -> int:
+    from pathlib import Path
+
+    from dgreg import config
+    from dgreg.device import current_device
+    from dgreg.jit import KernelCache, build
+    from dgreg.registry import get_registry
+
+    cache = KernelCache(Path(cache_dir))
+    count = 0
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        device = current_device()
+        registry = get_registry()
+        for m, n, k in SHAPES[dtype]:
+            for forced in _configs(dtype, m):
+                text = _resolve_forced(forced, dtype, m, n, k, device)
+                if forced == "+inflight" and not text:
+                    continue
+                os.environ["DGREG_SM90_CONFIG"] = text
+                dispatch.clear_caches()
+                try:
+                    res = dgreg.explain(_op(dtype), (m, n, k), device=device, file=None)
+                except ValueError as exc:
+                    print(f"{m} {n} {k} {text}: {exc}")
+                    continue
+                if res.chosen is None or res.chosen.plugin != "sm90":
+                    print(f"{m} {n} {k} {text}: not sm90")
+                    continue
+                build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
+                count += 1
+    os.environ.pop("DGREG_SM90_CONFIG", None)
+    print(f"prebuilt {count} kernels into {cache_dir}")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8")
     parser.add_argument("--json")
+    parser.add_argument("--prebuild", metavar="DIR")
     args = parser.parse_args()
+    if args.prebuild:
+        return prebuild(args.dtype, args.prebuild)
+
+    import torch
+
+    from dgreg.bench import _check, _operands, kernel_time_us
+
     rows = []
-    for m, n, k in SHAPES:
-        a8, a_sf, b8, b_sf, ref = _operands("fp8", m, n, k)
-        for forced in CONFIGS:
-            os.environ["DGREG_SM90_CONFIG"] = forced
+    limit = 1e-3 if args.dtype == "fp8" else 1e-5
+    for m, n, k in SHAPES[args.dtype]:
+        a, a_sf, b, b_sf, ref = _operands(args.dtype, m, n, k)
+        for forced in _configs(args.dtype, m):
+            text = _resolve_forced(forced, args.dtype, m, n, k)
+            if forced == "+inflight" and not text:
+                continue
+            os.environ["DGREG_SM90_CONFIG"] = text
             dispatch.clear_caches()
             d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-            fn = functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+            fn = functools.partial(dgreg.gemm, a, b, d, a_scale=a_sf, b_scale=b_sf)
             try:
                 fn()
-                _check(d, ref, forced)
+                _check(d, ref, text, limit)
                 t, _ = kernel_time_us(fn, calls=20)
             except Exception as exc:  # an illegal config for this shape: report, go on
-                print(f"{m:>5} {n:>6} {k:>6} {forced or 'heuristic':<28} failed: {exc}")
+                print(f"{m:>5} {n:>6} {k:>6} {text or 'heuristic':<44} failed: {exc}")
                 continue
-            cfg = dgreg.explain("fp8_gemm", (m, n, k), file=None).choice.config
+            cfg = dgreg.explain(_op(args.dtype), (m, n, k), file=None).choice.config
             tflops = 2 * m * n * k / t / 1e6
-            rows.append({"m": m, "n": n, "k": k, "forced": forced, "config": repr(cfg),
+            rows.append({"m": m, "n": n, "k": k, "forced": text, "config": repr(cfg),
                          "kernel_us": t, "tflops": tflops})
-            print(f"{m:>5} {n:>6} {k:>6} {forced or 'heuristic':<28} {t:9.1f} us {tflops:6.0f} "
+            print(f"{m:>5} {n:>6} {k:>6} {text or 'heuristic':<44} {t:9.1f} us {tflops:6.0f} "
                   f"TFLOPS  {cfg!r}", flush=True)
     os.environ.pop("DGREG_SM90_CONFIG", None)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "dtype": args.dtype, "rows": rows},
+                      f, indent=1)
     return 0
 
 

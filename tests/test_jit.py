@@ -223,3 +223,48 @@ def test_toy_plugin_builds_through_the_hooks(make_registry, tmp_path):
     assert plugin.source_calls == 1
     digest = hashlib.sha256(built.cubin).hexdigest()
     assert built.entry.meta["cubin_sha256"] == digest
+
+
+def test_launch_argument_slots_hold_each_value_at_its_own_8_byte_slot():
+    import ctypes
+    import struct
+
+    from dgreg.jit.launch import _arg_layout
+
+    types = (None, None, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int, ctypes.c_float,
+             ctypes.c_int)
+    fmt, objects, first, last = _arg_layout(types)
+    assert (objects, first, last) == ((0, 1), 2, 7)
+    assert struct.calcsize(fmt) == 8 * (last - first)
+    values = (0xDEADBEEF000, -3, 7, 1.5, -1)
+    buffer = bytearray(8 * len(types))
+    struct.pack_into(fmt, buffer, 8 * first, *values)
+    slot = lambda i, t: t.from_buffer(buffer, 8 * i).value  # noqa: E731
+    assert slot(2, ctypes.c_void_p) == 0xDEADBEEF000
+    assert slot(3, ctypes.c_longlong) == -3
+    assert slot(4, ctypes.c_int) == 7
+    assert slot(5, ctypes.c_float) == 1.5
+    assert slot(6, ctypes.c_int) == -1
+
+
+def test_launch_argument_layout_rejects_objects_between_scalars_and_unknown_types():
+    import ctypes
+
+    from dgreg.errors import DgregError
+    from dgreg.jit.launch import _arg_layout
+
+    with pytest.raises(DgregError, match="before or after every scalar"):
+        _arg_layout((ctypes.c_int, None, ctypes.c_int))
+    with pytest.raises(DgregError, match="unsupported ctypes type"):
+        _arg_layout((ctypes.c_char_p,))
+    assert _arg_layout(()) == ("", (), 0, 0)
+
+
+def test_launch_config_structs_match_the_driver_abi():
+    import ctypes
+
+    from dgreg.jit.launch import _LaunchAttribute, _LaunchConfig
+
+    assert ctypes.sizeof(_LaunchConfig) == 56  # CUlaunchConfig on 64-bit Linux
+    assert _LaunchConfig.hStream.offset == 32 and _LaunchConfig.numAttrs.offset == 48
+    assert ctypes.sizeof(_LaunchAttribute) == 72 and _LaunchAttribute.cluster.offset == 8

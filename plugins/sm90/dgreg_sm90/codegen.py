@@ -51,6 +51,7 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define STAGES {config.stages}\n#define NUM_MATH_WG {config.num_math_wg}\n"
         f"#define M_SUB {config.m_sub}\n#define SPLIT_K {config.split_k}\n"
         f"#define IS_FP8 {int(config.dtype == 'fp8')}\n"
+        f"#define INFLIGHT {int(config.inflight)}\n"
         f"#define SFB_ROWS {int(config.sfb_rows)}\n"
         f"#define GROUPED {GROUPINGS[config.grouping]}\n"
         f"#define OUT_F32 {int(config.out_f32)}\n"

@@ -23,12 +23,15 @@ class Sm90GemmConfig:
     sfb_rows: bool = False  # FP8 B scales per row and 128 K (1d1d), else per 128x128 block
     out_f32: bool = False  # D in FP32, else BF16
     with_c: bool = False  # D = C + A @ B (C in BF16 or FP32, told at launch)
+    inflight: bool = False  # BF16: a K block's wgmma run on while the next is issued
 
     def __attrs_post_init__(self) -> None:
         if self.sfb_rows and self.dtype != "fp8":
             raise ValueError("sfb_rows (per-row B scales) is an FP8 recipe")
         if self.k_grouped and (self.grouped or not self.out_f32):
             raise ValueError("a K-grouped config is not M-grouped and writes FP32")
+        if self.inflight and (self.dtype != "bf16" or self.stages < 3):
+            raise ValueError("inflight needs BF16 operands and a ring of 3 or more stages")
 
     @property
     def grouping(self) -> str:
@@ -62,5 +65,6 @@ class Sm90GemmConfig:
         extra += ", sfb_rows" if self.sfb_rows else ""
         extra += ", out_f32" if self.out_f32 else ""
         extra += ", with_c" if self.with_c else ""
+        extra += ", inflight" if self.inflight else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{extra})")

@@ -87,6 +87,14 @@ def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8",
     return None
 
 
+def inflight_pays(dtype: str, block_m: int, stages: int) -> bool:
+    """BF16 keeps a K block's wgmma in flight where measurements showed a gain: one 64-row
+    sub-tile per warpgroup and a ring of 4 or more (2-6% at M <= 128). With two sub-tiles the
+    tensor core is already busy during the other's issue, and holding a stage of a 3-deep
+    ring cost up to 15% (sweep of 2026-11-21)."""
+    return dtype == "bf16" and block_m <= 128 and stages >= 4
+
+
 def _units(m: int, n: int, config: Sm90GemmConfig, batch: int) -> int:
     return -(-m // config.block_m) * -(-n // config.block_n) * config.split_k * batch
 
@@ -97,7 +105,7 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
     fields = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
-        if name.strip() not in ("block_m", "block_n", "stages", "split_k") or \
+        if name.strip() not in ("block_m", "block_n", "stages", "split_k", "inflight") or \
                 not value.strip().isdigit():
             raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
                              f"(got {text!r})")
@@ -115,8 +123,12 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
     stages = fields.get("stages") or stages_for(config, k, smem_limit)
     units = _units(m, n, config, batch)
     grid = num_sms if variant.masked else min(num_sms, units)
-    return ConfigChoice(attrs.evolve(config, stages=stages, num_sms=grid),
-                        {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
+    try:
+        config = attrs.evolve(config, stages=stages, num_sms=grid,
+                              inflight=bool(fields.get("inflight", variant.inflight)))
+    except ValueError as exc:
+        raise ValueError(f"DGREG_SM90_CONFIG={text!r}: {exc}") from None
+    return ConfigChoice(config, {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
 
 
 # Cost model (calibrated on an H200, see benchmarks/NOTES.md): a CTA streams A and B tiles
@@ -128,17 +140,28 @@ FLOPS_PER_NS_BF16 = 5970.0  # per SM, BF16 dense (788 TFLOPS measured on an H200
 HBM_BYTES_PER_NS = 4300.0  # whole chip
 UNIT_FIXED_NS = 3000.0  # pipeline fill and epilogue latency of one work unit
 SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split unit
+# A ring of 2 stages (one computed while the next loads) leaves the load's latency exposed:
+# measured on an H200, BF16 256 x 128 tiles ran 1.28x slower with 2 stages than with 3, and
+# 256 x 176 with 2 stages (the model's favourite) 1.2x slower than 128 x 256 with 3
+# (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
+MIN_RING = 3
+# The TMA-store epilogue overlaps the store with the next unit's K loop; the share of the
+# synchronous epilogue's time it still costs (fitted on the BF16 M = 4096 sweep).
+EPILOGUE_TMA_SHARE = 0.25
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04
 
 
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
                 split: int, dtype: str = "fp8", *, batch: int = 1, out_bytes: int = 2,
-                c_bytes: int = 0) -> tuple[float, int, int]:
+                c_bytes: int = 0, inflight: bool = False,
+                tma_store: bool = False) -> tuple[float, int, int]:
     """(predicted kernel time in ns, work units, waves) of one config.
 
     ``batch`` independent ``m x n x k`` problems (K-grouped: the groups, ``k`` their mean K);
     D elements of ``out_bytes``, plus ``c_bytes`` per element read from an accumulator C.
+    ``inflight``: BF16 keeps a K block's wgmma in flight while it issues the next;
+    ``tma_store``: D leaves through the asynchronous TMA store, overlapped with the next unit.
     """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
@@ -152,7 +175,11 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
     per_k_block = max((block_m + block_n) * 128 / L2_BYTES_PER_NS,
                       2 * block_m * block_n * bk / (flops * mma_efficiency))
+    if inflight:  # no drain of the tensor core between K blocks (measured 2-6% at M <= 128)
+        per_k_block *= 0.96
     epilogue = block_m * block_n * (out_bytes + c_bytes) / L2_BYTES_PER_NS
+    if tma_store:  # only the staging writes wait (BF16 sweep: about 1 us less per 256-row tile)
+        epilogue *= EPILOGUE_TMA_SHARE
     if split > 1:  # write the FP32 partial; the last unit reads the others back
         epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
     unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
@@ -197,7 +224,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                 continue
             config = attrs.evolve(variant, block_m=block_m, block_n=block_n)
             stages = stages_for(config, k, smem_limit)
-            if stages < 2:
+            if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
             tiles = -(-m // block_m) * -(-n // block_n) * batch
             for split in SPLITS:
@@ -205,11 +232,15 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     break
                 if legal(block_m, block_n, split, dtype, sfb_rows):
                     continue
+                inflight = inflight_pays(dtype, block_m, stages)
                 ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype,
-                                               batch=batch, out_bytes=out_bytes, c_bytes=c_bytes)
+                                               batch=batch, out_bytes=out_bytes, c_bytes=c_bytes,
+                                               inflight=inflight,
+                                               tma_store=config.epilogue == "tma")
                 # masked: the real tile count is only known on the device, use every SM
                 grid = num_sms if masked else min(num_sms, units)
-                picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split)
+                picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
+                                      inflight=inflight)
                 scored.append(((ns, waves, -block_n, block_m, split), picked, units, waves, ns))
     if not scored:
         raise ValueError(f"no SM90 {dtype} config fits m={m} n={n} k={k}")

@@ -128,11 +128,70 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     sizes = (m, n, k, groups, m_per_group)
     no_c = (0, 0, 0, 0)
 
-    # Runs on every call. Tensors made here may be freed when it returns: torch's caching
-    # allocator hands their memory only to work queued after this kernel on the same stream.
-    def pack(call):
+    # Everything below runs on every call. A tensor made here must stay referenced until
+    # pack returns: freed earlier, its memory could go to the next tensor made here, and be
+    # overwritten before the kernel that reads it is queued. Freed after, its memory goes
+    # only to work queued after this kernel on the same stream (torch's caching allocator).
+    def operand_map(slot, x, rows, row):
+        address = x.data_ptr()
+        found = maps.get((slot, address, row))
+        if found is None:
+            found = maps.add((slot, address, row), tensor_map(
+                address, operand, (rows, k), (row, 1), (bm if slot == 0 else bn, box_k), 128))
+        return found
+
+    def scale_maps(sfa, sfb, placeholder):
+        """FP8: the TMA maps of A's scales (and of B's per-row scales), the 1d2d B-scale
+        arguments, and the scale tensors read: the caller keeps them until it returns, since
+        one freed earlier could be handed to the next tensor it makes (by the caching
+        allocator, before the kernel that reads it is queued)."""
+        if ue8m0:  # powers of two: exact in FP32
+            sfa = unpack_ue8m0_from_int(sfa, k_blocks)
+        if sfa.stride() != sfa_strides:
+            sfa = get_mn_major_tma_aligned_tensor(sfa)
+        address = sfa.data_ptr()
+        map_sfa = maps.get((2, address))
+        if map_sfa is None:
+            map_sfa = maps.add((2, address), tensor_map(
+                address, "float32", (k_blocks, m), (m_pad, 1), (1, bm)))
+        if sfb_rows:
+            if ue8m0:
+                sfb = unpack_ue8m0_from_int(sfb, k_blocks)
+            if sfb.stride() != sfb_strides:
+                sfb = get_mn_major_tma_aligned_tensor(sfb)
+            address = sfb.data_ptr()
+            map_sfb = maps.get((4, address))
+            if map_sfb is None:
+                map_sfb = maps.add((4, address), tensor_map(
+                    address, "float32", (sfb_lead * k_blocks, n), (n_pad, 1), (1, bn)))
+            return map_sfa, map_sfb, (0, 0, 0, 0), (sfa, sfb)
+        st = sfb.stride()
+        if grouped:  # [G, NB, KB]: the kernel adds group * stride itself
+            return map_sfa, placeholder, (sfb.data_ptr(), st[1], st[2], st[0]), (sfa, sfb)
+        return map_sfa, placeholder, (sfb.data_ptr(), st[0], st[1], 0), (sfa, sfb)
+
+    def output_map(address, ldd, placeholder):
+        if not tma_store:  # the kernel's other epilogues never read it
+            return placeholder
+        row = ldd if m > 1 else -(-n // 8) * 8
+        found = maps.get((3, address, row))
+        if found is None:
+            found = maps.add((3, address, row), tensor_map(
+                address, "bfloat16", (m, n), (row, 1), (bm, 64), 128))
+        return found
+
+    def split_buffers(d):
+        if split == 1:
+            return 0, 0
+        device = d.device.index
+        ws, counters = workspace(device, raw_stream(device), tiles * split * bm * bn, tiles)
+        return ws.data_ptr(), counters.data_ptr()
+
+    def accumulator(c, stride_g):
+        return (c.data_ptr(), c.stride(-2), stride_g, int(c.dtype == torch.float32))
+
+    def pack(call):  # grouped kernels
         a, b, d, c = call.a, call.b, call.d, call.c
-        row_groups, sfb_args = 0, (0, 0, 0, 0)
         if masked:
             a, d = _flat("a", a, m), _flat("d", d, m)
         if kgrouped:
@@ -144,80 +203,52 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                 found = offsets[device] = torch.tensor(kb_offsets, dtype=torch.int32,
                                                        device=a.device)
             row_groups = found.data_ptr()
-        else:  # the wgmma reads FP8 operands K-major only: NN, TN, TT copy once
-            if a.stride(-1) != 1:
-                a = to_k_major(a)
-            if b.stride(-1) != 1:
+        else:  # M-grouped, B [G, N, K] read as [G * N, K]
+            if b.stride(-1) != 1:  # the wgmma reads operands K-major only
                 b = to_k_major(b)
-        address, row = a.data_ptr(), a.stride(-2) if m > 1 else k_row
-        map_a = maps.get((0, address, row))
-        if map_a is None:
-            map_a = maps.add((0, address, row), tensor_map(
-                address, operand, (m, k), (row, 1), (bm, box_k), 128))
-        if grouped:  # B [G, N, K] read as [G * N, K]
             if b.stride(0) != n * b.stride(1):
                 b = b.contiguous()
             ids = call.grouped_layout  # masked: masked_m [G]
             if call.use_psum_layout:
                 ids = psum_to_row_groups(ids, m)
             row_groups = ids.data_ptr()
-        address, row = b.data_ptr(), b.stride(-2) if n > 1 else k_row
-        map_b = maps.get((1, address, row))
-        if map_b is None:
-            map_b = maps.add((1, address, row), tensor_map(
-                address, operand, (b_rows, k), (row, 1), (bn, box_k), 128))
+        map_a = operand_map(0, a, m, a.stride(-2) if m > 1 else k_row)
+        map_b = operand_map(1, b, b_rows, b.stride(-2) if n > 1 else k_row)
         map_sfa = map_sfb = map_a  # placeholders the kernel never reads
+        sfb_args = (0, 0, 0, 0)
         if fp8:
             sfa = call.a_scale
             if masked:
                 sfa = sfa.reshape(m, sfa.shape[2])
-            if ue8m0:  # powers of two: exact in FP32
-                sfa = unpack_ue8m0_from_int(sfa, k_blocks)
-            if sfa.stride() != sfa_strides:
-                sfa = get_mn_major_tma_aligned_tensor(sfa)
-            address = sfa.data_ptr()
-            map_sfa = maps.get((2, address))
-            if map_sfa is None:
-                map_sfa = maps.add((2, address), tensor_map(
-                    address, "float32", (k_blocks, m), (m_pad, 1), (1, bm)))
-            sfb = call.b_scale
-            if sfb_rows:
-                if ue8m0:
-                    sfb = unpack_ue8m0_from_int(sfb, k_blocks)
-                if sfb.stride() != sfb_strides:
-                    sfb = get_mn_major_tma_aligned_tensor(sfb)
-                address = sfb.data_ptr()
-                map_sfb = maps.get((4, address))
-                if map_sfb is None:
-                    map_sfb = maps.add((4, address), tensor_map(
-                        address, "float32", (sfb_lead * k_blocks, n), (n_pad, 1), (1, bn)))
-            elif grouped:  # [G, NB, KB]: the kernel adds group * stride itself
-                sfb_args = (sfb.data_ptr(), sfb.stride(1), sfb.stride(2), sfb.stride(0))
-            else:
-                sfb_args = (sfb.data_ptr(), sfb.stride(0), sfb.stride(1), 0)
-        if tma_store:
-            address, row = d.data_ptr(), d.stride(0) if m > 1 else -(-n // 8) * 8
-            map_d = maps.get((3, address, row))
-            if map_d is None:
-                map_d = maps.add((3, address, row), tensor_map(
-                    address, "bfloat16", (m, n), (row, 1), (bm, 64), 128))
-        else:  # the kernel's other epilogues never read it
-            map_d = map_a
+            map_sfa, map_sfb, sfb_args, _scales = scale_maps(sfa, call.b_scale, map_a)
+        map_d = output_map(d.data_ptr(), d.stride(-2), map_a)
         # D and C: [M, N], or K-grouped [G, M, N] (row stride, group stride)
-        out = (d.data_ptr(), d.stride(1), d.stride(0)) if kgrouped else (d.data_ptr(), d.stride(0), 0)
-        if c is None:
-            c_args = no_c
-        elif kgrouped:
-            c_args = (c.data_ptr(), c.stride(1), c.stride(0), int(c.dtype == torch.float32))
-        else:
-            c_args = (c.data_ptr(), c.stride(0), 0, int(c.dtype == torch.float32))
-        ws = counters = 0
-        if split > 1:
-            device = d.device.index
-            ws_t, counters_t = workspace(device, raw_stream(device), tiles * split * bm * bn, tiles)
-            ws, counters = ws_t.data_ptr(), counters_t.data_ptr()
-        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, *out, *c_args, *sizes,
-                row_groups, ws, counters)
+        d_stride_g = d.stride(0) if kgrouped else 0
+        c_args = no_c if c is None else accumulator(c, c.stride(0) if kgrouped else 0)
+        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d.data_ptr(), d.stride(-2),
+                d_stride_g, *c_args, *sizes, row_groups, *split_buffers(d))
 
-    return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1), pack=pack,
+    def pack_dense(call):  # the most frequent calls: each tensor's strides read once
+        a, b, d, c = call.a, call.b, call.d, call.c
+        sa, sb = a.stride(), b.stride()
+        if sa[1] != 1:  # the wgmma reads operands K-major only: NN, TN, TT copy once
+            a = to_k_major(a)
+            sa = a.stride()
+        if sb[1] != 1:
+            b = to_k_major(b)
+            sb = b.stride()
+        map_a = operand_map(0, a, m, sa[0] if m > 1 else k_row)
+        map_b = operand_map(1, b, n, sb[0] if n > 1 else k_row)
+        map_sfa = map_sfb = map_a  # placeholders the kernel never reads
+        sfb_args = (0, 0, 0, 0)
+        if fp8:
+            map_sfa, map_sfb, sfb_args, _scales = scale_maps(call.a_scale, call.b_scale, map_a)
+        d_address, ldd = d.data_ptr(), d.stride(0)
+        map_d = output_map(d_address, ldd, map_a)
+        c_args = no_c if c is None else accumulator(c, 0)
+        return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d_address, ldd, 0, *c_args,
+                *sizes, 0, *split_buffers(d))
+
+    return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1),
+                      pack=pack if masked or grouped or kgrouped else pack_dense,
                       arg_types=ARG_TYPES, shared_mem=smem_bytes(config))

@@ -13,7 +13,9 @@
 // FP8: per 128-K block each math warpgroup runs 4 wgmma m64nBLOCK_Nk32 into a fresh partial
 // accumulator per 64-row sub-tile, then promotes it into FP32 registers scaled by the A-row
 // and B scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
-// BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers.
+// BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers;
+// with INFLIGHT a block's wgmma groups still run while the next block is issued, its stage
+// handed back one block later (one stage of the ring less for the TMA).
 //
 // GROUPED == 1 (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B
 // is [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding).
@@ -38,7 +40,7 @@
 // an accumulator C) each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K, IS_FP8, SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
+// per math warpgroup), SPLIT_K, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
 // BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
@@ -84,6 +86,7 @@ static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
 static_assert(!(GROUPED == 1 || GROUPED == 2) || SPLIT_K == 1, "M-grouped GEMMs are not split");
 static_assert(!SFB_ROWS || IS_FP8, "per-row B scales are an FP8 recipe");
+static_assert(!INFLIGHT || (!IS_FP8 && STAGES >= 3), "INFLIGHT: BF16 with a ring of 3 or more");
 static_assert(GROUPED != 3 || OUT_F32, "K-grouped GEMMs write FP32");
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
@@ -280,14 +283,17 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 for (int i = 0; i < ACC; ++i) total[s][i] = 0.0f;
 
             if constexpr (!IS_FP8) {
+                int held = -1;  // INFLIGHT: the stage whose wgmma groups may still be running
                 for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                     mbar_wait(bar_full + stage * 8, phase);
                     const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
                     const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
                     #pragma unroll
                     for (int s = 0; s < M_SUB; ++s) {
-                        #pragma unroll
-                        for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                        if constexpr (!INFLIGHT) {  // (in flight: chained wgmma need no fence)
+                            #pragma unroll
+                            for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                        }
                         wgmma_fence();
                         #pragma unroll
                         for (int kk = 0; kk < K_STEPS; ++kk)
@@ -295,14 +301,36 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                                        gmma_desc_k128b(b_tile) + 2 * kk, 1);
                         wgmma_commit();
                     }
+                    if constexpr (INFLIGHT) {
+                        // this block's groups keep running while the next stage is awaited;
+                        // the previous block's are done once at most M_SUB groups are pending
+                        wgmma_wait<M_SUB>();
+                        if (held >= 0) {
+                            __syncwarp();
+                            if (lane == 0) mbar_arrive(bar_empty + held * 8);
+                        }
+                        held = stage;
+                    } else {
+                        wgmma_wait<0>();
+                        #pragma unroll
+                        for (int s = 0; s < M_SUB; ++s)
+                            #pragma unroll
+                            for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
+                        __syncwarp();
+                        if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                    }
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                }
+                if constexpr (INFLIGHT) {
                     wgmma_wait<0>();
                     #pragma unroll
                     for (int s = 0; s < M_SUB; ++s)
                         #pragma unroll
                         for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
-                    __syncwarp();
-                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
-                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                    if (held >= 0) {
+                        __syncwarp();
+                        if (lane == 0) mbar_arrive(bar_empty + held * 8);
+                    }
                 }
             } else {
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
