@@ -1,9 +1,12 @@
-"""Loading cubins and launching kernels with NVIDIA's ``cuda-bindings`` (driver API).
+"""Loading cubins with NVIDIA's ``cuda-bindings`` (driver API) and launching their kernels.
 
-Why cuda-bindings rather than hand-written ctypes: it is NVIDIA's maintained binding, typed
-and checked, and its launch costs a few microseconds, inside the hot-path budget (measured
-by ``benchmarks/jit_overhead.py``). cuda.core's launcher would add a layer without helping:
-it cannot raise the dynamic shared-memory limit, which every GEMM kernel here needs.
+Modules, functions and attributes go through cuda-bindings: NVIDIA's maintained binding,
+typed and checked. The launch itself, on the hot path, calls the driver's
+``cuLaunchKernelEx`` through ctypes with a prebuilt launch config and argument array: on an
+H200 that took the launch from 5.1 to 4.0 us of host time, and a whole FP8 call from 11.5 to
+10.3 us (``benchmarks/results/2026-11-21-h200-host-overhead-ab-ctypes.txt``), where the budget
+is 10. cuda.core's launcher would add a layer without helping: it cannot raise the dynamic
+shared-memory limit, which every GEMM kernel here needs.
 
 Kernels launch on torch's current stream, in torch's primary context.
 """
