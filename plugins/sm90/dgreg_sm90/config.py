@@ -53,10 +53,14 @@ class Sm90GemmConfig:
 
     @property
     def epilogue(self) -> str:
-        """How D is written (as the kernel decides): "tma", "smem" or "direct"."""
+        """How D is written (as the kernel decides): "tma" (staged, TMA store), "mixed"
+        (M-grouped: TMA store for tiles whose rows are all written, else "smem"), "smem"
+        (staged in padded rows, 16-byte stores) or "direct" (from registers)."""
         if self.out_f32 or self.with_c:
             return "direct"
-        return "tma" if self.block_n % 64 == 0 and not self.grouped else "smem"
+        if self.block_n % 64:
+            return "smem"
+        return "mixed" if self.grouped else "tma"
 
     def __repr__(self) -> str:
         extra = f", split_k={self.split_k}" if self.split_k > 1 else ""

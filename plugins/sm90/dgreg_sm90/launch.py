@@ -123,7 +123,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     step = 16 if fp8 else 8  # elements per 16 bytes
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
     maps = PlanMaps()
-    tma_store = config.epilogue == "tma"
+    tma_store = config.epilogue in ("tma", "mixed")
     b_rows = groups * n if grouped else n
     sizes = (m, n, k, groups, m_per_group)
     no_c = (0, 0, 0, 0)

@@ -34,10 +34,11 @@
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the tile.
 //
-// Epilogues: EPI_TMA (BF16 D, no C, BLOCK_N % 64 == 0, not grouped) stages the tile in
-// swizzled shared memory and TMA-stores it, overlapped with the next tile; EPI_SMEM (BF16 D,
-// no C) stages it in padded rows and writes coalesced 16-byte stores; otherwise (FP32 D, or
-// an accumulator C) each thread adds C and stores its own pairs of columns.
+// Epilogues: TMA_STORE (BF16 D, no C, BLOCK_N % 64 == 0) stages the tile in swizzled shared
+// memory and TMA-stores it, overlapped with the next tile; M-grouped kernels do so for tiles
+// whose rows are all written (MIXED_STORE), the others like BF16 D with other BLOCK_N: staged
+// in padded rows, then coalesced 16-byte stores of the written rows only. FP32 D, or an
+// accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
 // per math warpgroup), SPLIT_K, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
@@ -74,9 +75,13 @@ constexpr uint32_t OFF_SFB = OFF_SFA + STAGES * SFA_BYTES;
 // different banks). Otherwise rows are padded by 16 bytes for the same reason and written
 // with 16-byte stores. FP32 output or an accumulator C go straight from registers.
 constexpr bool EPI_DIRECT = OUT_F32 || WITH_C;
-constexpr bool TMA_STORE = !EPI_DIRECT && BLOCK_N % 64 == 0 && !GROUPED;  // grouped: skip padding rows
+constexpr bool TMA_STORE = !EPI_DIRECT && BLOCK_N % 64 == 0;
+// M-grouped tiles with rows that must stay untouched (padding, past masked_m, another
+// expert's) take the padded path; every other tile the TMA store: the buffer holds either.
+constexpr bool MIXED_STORE = TMA_STORE && GROUPED != 0;
 constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
-constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : TMA_STORE ? BLOCK_M * BLOCK_N * 2 : BLOCK_M * D_PITCH;
+constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : (TMA_STORE && !MIXED_STORE) ? BLOCK_M * BLOCK_N * 2
+                                                                          : BLOCK_M * D_PITCH;
 constexpr uint32_t OFF_D = (OFF_SFB + STAGES * SFB_STRIDE + 1023) / 1024 * 1024;
 constexpr uint32_t OFF_BAR = OFF_D + D_BYTES;
 constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
@@ -492,7 +497,22 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         }
                     }
                 continue;
-            } else if constexpr (TMA_STORE) {
+            } else {
+            bool whole = TMA_STORE;  // every row of the tile is written: the TMA may store it
+            if constexpr (MIXED_STORE && GROUPED == 2) {  // the tile's rows all below masked_m
+                const int local = m0 - w.group * m_per_group;
+                whole = local + BLOCK_M <= min(m_per_group, __ldg(row_groups + w.group));
+            } else if constexpr (MIXED_STORE) {  // each thread checks the rows it holds, then all agree
+                bool mine = true;
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s)
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h)
+                        mine = mine && row_written(m0 + warpgroup * WG_ROWS + s * 64 + row_in_wg + 8 * h,
+                                                   m, w, m_per_group, row_groups);
+                whole = barrier_and(1, MATH_THREADS, mine);
+            }
+            if (whole) {
                 // the previous tile's TMA store must have read the staging buffer before reuse
                 if (threadIdx.x == 0) tma_store_wait_read();
                 named_barrier(1, MATH_THREADS);
@@ -521,10 +541,13 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     tma_store_commit();
                 }
                 continue;  // out-of-bounds rows and columns are clipped by the TMA unit
-            } else {
+            }
             // epilogue: stage the BF16 tile in shared memory, then write whole rows with
             // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
             // touch each 32-byte sector twice)
+            if constexpr (MIXED_STORE) {  // an earlier tile's TMA store may still read the buffer
+                if (threadIdx.x == 0) tma_store_wait_read();
+            }
             named_barrier(1, MATH_THREADS);  // the previous tile's rows have all been read
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s) {

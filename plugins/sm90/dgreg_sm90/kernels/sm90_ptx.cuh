@@ -66,6 +66,14 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
 }
+// Named barrier `id` over `count` threads that also ANDs their predicates.
+__device__ __forceinline__ bool barrier_and(int id, int count, bool pred) {
+    uint32_t all;
+    asm volatile("{\n.reg .pred p, q;\nsetp.ne.u32 p, %1, 0;\n"
+                 "bar.red.and.pred q, %2, %3, p;\nselp.u32 %0, 1, 0, q;\n}"
+                 : "=r"(all) : "r"(static_cast<uint32_t>(pred)), "r"(id), "r"(count) : "memory");
+    return all != 0;
+}
 // Keeps the compiler from moving accesses of an accumulator register across wgmma ops.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r) :: "memory"); }
 
