@@ -238,7 +238,7 @@ def test_inflight_needs_bf16_and_three_stages(monkeypatch):
     with pytest.raises(ValueError, match="inflight"):
         Sm90GemmConfig(128, 128, 2, 132, dtype="bf16", inflight=True)
     monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=64,block_n=128,inflight=1")
-    with pytest.raises(ValueError, match="DGREG_SM90_CONFIG.*inflight"):
+    with pytest.raises(ValueError, match=r"DGREG_SM90_CONFIG.*inflight"):
         heuristics.choose(64, 4096, 7168, H100_SMS)
     cfg = heuristics.choose(64, 4096, 7168, H100_SMS, dtype="bf16").config
     assert cfg.inflight and "inflight" in repr(cfg)

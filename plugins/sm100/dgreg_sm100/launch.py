@@ -108,24 +108,27 @@ def gemm_launch(config: Sm100GemmConfig, call: Any) -> LaunchSpec:
     maps = PlanMaps()  # keyed by address and strides: the plan fixes shapes and boxes
 
     def operand_map(slot: int, x: Any, k_major: bool, box: tuple[int, int, int]) -> Any:
-        def make() -> Any:
+        key = (slot, x.data_ptr(), x.stride())
+        found = maps.get(key)
+        if found is None:
             shape, strides = operand_dims(x, k_major)
-            return tensor_map(x.data_ptr(), operand, shape, strides, box, _SWIZZLE_BYTES)
-
-        return maps.get(slot, x.data_ptr(), x.stride(), make)
+            found = maps.add(key, tensor_map(key[1], operand, shape, strides, box,
+                                             _SWIZZLE_BYTES))
+        return found
 
     def scale_map(slot: int, sf: Any, box: tuple[int, int, int]) -> Any:
-        def make() -> Any:
+        key = (slot, sf.data_ptr(), sf.stride())
+        found = maps.get(key)
+        if found is None:
             shape, strides = scale_dims(sf)
-            return tensor_map(sf.data_ptr(), "int32", shape, strides, box)
-
-        return maps.get(slot, sf.data_ptr(), sf.stride(), make)
+            found = maps.add(key, tensor_map(key[1], "int32", shape, strides, box))
+        return found
 
     def pack(call: Any) -> tuple[Any, ...]:
         x, y = (call.b, call.a) if swap else (call.a, call.b)
         map_x = operand_map(0, x, x_k_major, x_box)
         map_y = operand_map(1, y, y_k_major, y_box)
-        if fp8:
+        if fp8:  # (a converted copy stays referenced here until pack returns)
             sfx, sfy = mn_major_scales(call.a_scale), mn_major_scales(call.b_scale)
             if swap:
                 sfx, sfy = sfy, sfx
@@ -135,8 +138,11 @@ def gemm_launch(config: Sm100GemmConfig, call: Any) -> LaunchSpec:
         d, c = call.d, call.c
         d_shape, d_strides = output_dims(d)
         if tma_store:
-            map_d = maps.get(4, d.data_ptr(), d_strides, lambda: tensor_map(
-                d.data_ptr(), d_type, d_shape, d_strides, d_box, d_swizzle))
+            key = (4, d.data_ptr(), d_strides)
+            map_d = maps.get(key)
+            if map_d is None:
+                map_d = maps.add(key, tensor_map(key[1], d_type, d_shape, d_strides, d_box,
+                                                 d_swizzle))
         else:  # M-grouped tiles store rows directly
             map_d = map_x
         c_args = (0, 0, 0, 0)

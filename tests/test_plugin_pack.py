@@ -1,0 +1,91 @@
+"""Each JIT plugin's per-call ``pack``, on the CPU: for the conformance suite's small cases it
+returns one argument per kernel parameter, in types the launcher can write, and finds the TMA
+maps over the call's tensors in the plan's cache on the next call. The driver is stubbed: maps are recorded, not
+encoded, and GPU-only helpers (the transposing copy, split-K workspaces) use torch on the CPU.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import torch
+from plugin_helpers import SPECS
+
+from dgreg import config
+from dgreg.conformance import load_case_file, load_ops
+from dgreg.conformance.cases import _Builder, _reference_call, expand
+from dgreg.device import preset
+from dgreg.dispatch import resolve
+from dgreg.jit import launch as jit_launch
+from dgreg.jit import tma
+from dgreg.registry import get_registry
+
+
+class FakeMap(tuple):
+    """What ``tensor_map`` was asked for, standing in for a ``CUtensorMap``."""
+
+    def getPtr(self) -> int:  # cuda-bindings' name
+        return id(self)
+
+
+@pytest.fixture
+def stub_driver(monkeypatch):
+    made = []
+
+    def fake_tensor_map(address, dtype, shape, strides, box, swizzle=0, **_):
+        made.append(address)
+        return FakeMap((address, dtype, tuple(shape), tuple(strides), tuple(box), swizzle))
+
+    monkeypatch.setattr(tma, "tensor_map", fake_tensor_map)
+    monkeypatch.setattr(jit_launch, "raw_stream_getter", lambda: (lambda device: 0))
+    return made
+
+
+def _small_instances():
+    ops = load_ops(SPECS / "ops")
+    for path in sorted((SPECS / "conformance").glob("*.toml")):
+        for case in load_case_file(path, ops):
+            if case.expect_error is None and case.size != "large":
+                for inst in expand(case):
+                    if inst.spec is not None and inst.problem is not None and \
+                            not inst.problem.is_empty:
+                        yield inst
+
+
+@pytest.mark.parametrize(("plugin", "device"), [("sm90", "h200"), ("sm100", "b200")])
+def test_pack_gives_every_kernel_argument_and_caches_its_maps(plugin, device, stub_driver,
+                                                               monkeypatch):
+    pytest.importorskip(f"dgreg_{plugin}", reason=f"the dgreg-{plugin} distribution is not installed")
+    if plugin == "sm90":
+        from dgreg_sm90 import launch as sm90_launch
+
+        # the transposing copy and the split-K workspace are GPU kernels / CUDA tensors
+        monkeypatch.setattr(sm90_launch, "to_k_major", lambda x: x.contiguous())
+        monkeypatch.setattr(sm90_launch, "workspace", lambda device, stream, floats, tiles: (
+            torch.empty(floats), torch.zeros(tiles, dtype=torch.int32)))
+    target = preset(device)
+    packed = 0
+    with config.scope(DGREG_PLUGINS=(plugin,)):
+        registry = get_registry()
+        for inst in _small_instances():
+            plan = resolve(inst.spec, target, inst.problem, plugin=plugin)
+            if plan.chosen is None or plan.chosen.plugin != plugin:
+                continue
+            call = _reference_call(inst, _Builder(inst, "cpu").build())
+            spec = registry.launch_args(plan.chosen, plan.choice.config, call)
+            fmt, objects, first, last = jit_launch._arg_layout(spec.arg_types)
+            args = spec.pack(call)
+            assert len(args) == len(spec.arg_types), inst.id
+            assert all(isinstance(args[i], FakeMap) for i in objects), inst.id
+            struct.pack(fmt, *args[first:last])  # every scalar fits its slot's type
+            # a second call maps nothing the first mapped over the call's own tensors (copies
+            # made per call, such as a transposed operand, land at new addresses on the CPU)
+            maps = len(stub_driver)
+            spec.pack(call)
+            own = {t.data_ptr() for t in (call.a, call.b, call.d, call.a_scale, call.b_scale)
+                   if t is not None}
+            again = own.intersection(stub_driver[maps:])
+            assert not again, f"{inst.id}: maps at {again} not found in the plan's cache"
+            packed += 1
+    assert packed >= 50, f"only {packed} {plugin} cases packed"
