@@ -39,7 +39,7 @@ def breakdown(tensors) -> dict[str, float]:
 
     a8, b8, d, a_sf, b_sf = tensors
     dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
-    (_, (remake, runner)), = [(k, v) for k, v in api._FAST.items() if k[0] == "gemm"]
+    (cached, (remake, runner)), = [(k, v) for k, v in api._FAST.items() if k[0] == "gemm"]
     # the runner is dispatch's ``run(call): launch(pack(call))``; take its two steps apart
     cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
                      strict=True))
@@ -48,9 +48,12 @@ def breakdown(tensors) -> dict[str, float]:
     args = pack(call)
     sig = api._sig
 
-    def key_step(i):
-        api._FAST.get(("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf),
-                       sig(b_sf), "NT", None, None, None, dispatch._pin.get()))
+    def key_step(i):  # what dgreg.gemm builds and looks up (checked below)
+        return api._FAST.get(("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf),
+                              sig(b_sf), "NT", None, None, None, dispatch._pin.get()))
+
+    if key_step(0) is not api._FAST[cached]:
+        raise RuntimeError("the timed key is not dgreg.gemm's: update key_step")
 
     return {"key": per_call_us(key_step), "remake": per_call_us(lambda i: remake(a8, b8, d, None, a_sf, b_sf)),
             "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}

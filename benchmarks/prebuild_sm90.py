@@ -2,67 +2,58 @@
 and of ``dgreg bench`` (fp8, bf16, grouped, layouts) will pick, into a kernel cache to carry
 to the GPU machine (same nvcc there: the entries are hits).
 
-    DGREG_ARCH=h200 python benchmarks/prebuild_sm90.py .jitcache
+    DGREG_ARCH=h200 python benchmarks/prebuild_sm90.py .jitcache [--jobs N]
 
 The device is simulated (``DGREG_ARCH``, 132 SMs for h100/h200): the heuristics pick exactly
-what they pick on the real one.
+what they pick on the real one. The compiling is ``dgreg warmup``'s.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+os.environ["DGREG_PLUGINS"] = "sm90"  # before dgreg loads plugins; warmup's processes inherit it
+
 import dgreg
-from dgreg import bench, config
+from dgreg import bench
+from dgreg.cli.warmup_cmd import precompile
 from dgreg.device import current_device
-from dgreg.jit import KernelCache, build
-from dgreg.registry import get_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
-def _bench_resolutions(device):
-    for m, n, k in bench.DENSE_SHAPES:
-        for op in ("fp8_gemm", "bf16_gemm"):
-            yield dgreg.explain(op, (m, n, k), device=device, file=None)
-    for (kind, groups, per, n, k), _ in bench.GROUPED_SHAPES:
-        if kind == "masked":
-            problem = dgreg.Problem(per, n, k, groups, expected_m=per)
-        else:
-            problem = dgreg.Problem(groups * per, n, k, groups)
-        yield dgreg.explain(f"m_grouped_fp8_gemm_{kind}", problem, device=device, file=None)
-    for dtype, layout, m, n, k in bench.LAYOUT_SHAPES:
-        yield dgreg.explain(f"{dtype}_gemm", dgreg.Problem(m, n, k), device=device, file=None,
-                            layout=layout)
-
-
-def main(argv: list[str]) -> int:
+def pairs(device) -> list:
+    """(spec, problem) of every conformance case sm90 claims and of every benchmark shape."""
     from plugin_helpers import conformance_resolutions
 
-    cache = KernelCache(Path(argv[0] if argv else ".jitcache"))
-    start = time.time()
-    with config.scope(DGREG_PLUGINS=("sm90",)):
-        device = current_device()
-        registry = get_registry()
-        plans = {}
-        for res, _ in conformance_resolutions("sm90", device.name.split()[-1].lower()):
-            plans.setdefault(res.kernel_key, res)
-        for res in _bench_resolutions(device):
-            if res.chosen is not None and res.chosen.plugin == "sm90":
-                plans.setdefault(res.kernel_key, res)
+    found = [(res.spec, res.problem)
+             for res, _ in conformance_resolutions("sm90", device.name.split()[-1].lower())]
+    explained = [dgreg.explain(op, (m, n, k), device=device, file=None)
+                 for m, n, k in bench.DENSE_SHAPES for op in ("fp8_gemm", "bf16_gemm")]
+    for (kind, groups, per, n, k), _ in bench.GROUPED_SHAPES:
+        problem = (dgreg.Problem(per, n, k, groups, expected_m=per) if kind == "masked"
+                   else dgreg.Problem(groups * per, n, k, groups))
+        explained.append(dgreg.explain(f"m_grouped_fp8_gemm_{kind}", problem, device=device,
+                                       file=None))
+    for dtype, layout, m, n, k in bench.LAYOUT_SHAPES:
+        explained.append(dgreg.explain(f"{dtype}_gemm", dgreg.Problem(m, n, k), device=device,
+                                       file=None, layout=layout))
+    return found + [(res.spec, res.problem) for res in explained]
 
-        def one(res):
-            build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
 
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(one, plans.values()))
-    print(f"{len(plans)} kernels in {cache.root} "
-          f"({time.time() - start:.0f} s)")
-    return 0
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cache_dir", nargs="?", help="the kernel cache (default: DGREG_CACHE_DIR)")
+    parser.add_argument("--jobs", type=int, default=0)
+    args = parser.parse_args()
+    if args.cache_dir:  # read by warmup's processes
+        os.environ["DGREG_CACHE_DIR"] = str(Path(args.cache_dir).resolve())
+    device = current_device()
+    return precompile(pairs(device), device, args.jobs)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -154,7 +154,9 @@ class LaunchSpec:
 
     ``pack(call)`` returns the kernel's arguments for one call, in order; ``arg_types`` gives
     each one's ctypes type (``None`` for driver objects such as a ``CUtensorMap``). The hot path
-    calls ``pack`` and launches; it calls no hook.
+    calls ``pack`` and launches; it calls no hook. A tensor ``pack`` makes (a converted copy)
+    must stay referenced until ``pack`` returns: torch's caching allocator may hand a block
+    freed earlier to the next tensor ``pack`` makes, before the kernel that reads it is queued.
     """
 
     grid: tuple[int, int, int]

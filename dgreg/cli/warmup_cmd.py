@@ -97,16 +97,25 @@ def _bar(done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dgreg.device import current_device, preset
+
+    device = preset(args.arch, argument="--arch") if args.arch else current_device()
+    return precompile(load(args.spec_file), device, args.jobs)
+
+
+def precompile(pairs: list[tuple[Any, Any]], device: Any, jobs: int = 0) -> int:
+    """Compile, into the kernel cache, the JIT kernel each ``(spec, problem)`` resolves to on
+    ``device``, once per kernel key, in ``jobs`` processes (0: CPU count, at most 8). The
+    processes resolve again from the environment: plugin selection must be in ``DGREG_*``
+    variables, not a ``config.scope``."""
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    from dgreg.device import current_device, preset
     from dgreg.dispatch import resolve
 
-    device = preset(args.arch, argument="--arch") if args.arch else current_device()
-    jobs, skipped, seen = [], [], set()
-    for spec, problem in load(args.spec_file):
+    work, skipped, seen = [], [], set()
+    for spec, problem in pairs:
         plan = resolve(spec, device, problem)
         chosen = plan.chosen
         if chosen is None or not chosen.is_jit:
@@ -115,25 +124,25 @@ def run(args: argparse.Namespace) -> int:
             continue
         if plan.kernel_key not in seen:
             seen.add(plan.kernel_key)
-            jobs.append((spec, problem, plan.device))
+            work.append((spec, problem, plan.device))
     for line in skipped:
         print(f"skip     {line}")
-    if not jobs:
+    if not work:
         print(f"nothing to compile on {device!r}: no shape resolves to a JIT kernel")
         return 0
-    workers = args.jobs or min(8, os.cpu_count() or 1)
+    workers = jobs or min(8, os.cpu_count() or 1)
     start = time.perf_counter()
     results = []
-    if workers == 1 or len(jobs) == 1:
-        for i, job in enumerate(jobs):
+    if workers == 1 or len(work) == 1:
+        for i, job in enumerate(work):
             results.append(_build_one(job))
-            _bar(i + 1, len(jobs))
+            _bar(i + 1, len(work))
     else:  # spawn: a forked CUDA-initialised parent would break the children
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_build_one, job) for job in jobs]
+            futures = [pool.submit(_build_one, job) for job in work]
             for i, future in enumerate(as_completed(futures)):
                 results.append(future.result())
-                _bar(i + 1, len(jobs))
+                _bar(i + 1, len(work))
     for key, built, seconds in sorted(results):
         print(f"{'compiled' if built else 'cached  '} {seconds:7.2f} s  {key}")
     print(f"{len(results)} kernel(s) ready in {time.perf_counter() - start:.1f} s "

@@ -14,6 +14,7 @@ Kernels launch on torch's current stream, in torch's primary context.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import threading
 from collections.abc import Sequence
@@ -205,20 +206,13 @@ def _arg_layout(arg_types: Sequence[Any]) -> tuple[str, tuple[int, ...], int, in
     return fmt, objects, first, last
 
 
-_LAUNCH: list[Any] = []
-
-
+@functools.cache
 def _driver_launch() -> Any:
     """``cuLaunchKernelEx`` of the driver library cuda-bindings uses, called through ctypes."""
-    if not _LAUNCH:
-        with _lock:
-            if not _LAUNCH:
-                lib = ctypes.CDLL("libcuda.so.1")
-                fn = lib.cuLaunchKernelEx
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-                fn.restype = ctypes.c_int
-                _LAUNCH.append(fn)
-    return _LAUNCH[0]
+    fn = ctypes.CDLL("libcuda.so.1").cuLaunchKernelEx
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def raw_stream_getter() -> Any:

@@ -127,11 +127,10 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     b_rows = groups * n if grouped else n
     sizes = (m, n, k, groups, m_per_group)
     no_c = (0, 0, 0, 0)
+    no_split = (0, 0)  # workspace and counters
 
-    # Everything below runs on every call. A tensor made here must stay referenced until
-    # pack returns: freed earlier, its memory could go to the next tensor made here, and be
-    # overwritten before the kernel that reads it is queued. Freed after, its memory goes
-    # only to work queued after this kernel on the same stream (torch's caching allocator).
+    # Everything below runs on every call. Tensors made here stay referenced until pack
+    # returns (see dgreg.LaunchSpec).
     def operand_map(slot, x, rows, row):
         address = x.data_ptr()
         found = maps.get((slot, address, row))
@@ -140,30 +139,27 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                 address, operand, (rows, k), (row, 1), (bm if slot == 0 else bn, box_k), 128))
         return found
 
+    def row_scales(slot, sf, strides, rows, pitch, box):
+        """Per-row FP32 scales as the kernel TMA-loads them ([rows of K blocks, MN] with the
+        MN rows 16-byte aligned) and their map; UE8M0 ones unpacked (powers of two: exact)."""
+        if ue8m0:
+            sf = unpack_ue8m0_from_int(sf, k_blocks)
+        if sf.stride() != strides:
+            sf = get_mn_major_tma_aligned_tensor(sf)
+        address = sf.data_ptr()
+        found = maps.get((slot, address))
+        if found is None:
+            found = maps.add((slot, address), tensor_map(
+                address, "float32", rows, (pitch, 1), box))
+        return sf, found
+
     def scale_maps(sfa, sfb, placeholder):
         """FP8: the TMA maps of A's scales (and of B's per-row scales), the 1d2d B-scale
-        arguments, and the scale tensors read: the caller keeps them until it returns, since
-        one freed earlier could be handed to the next tensor it makes (by the caching
-        allocator, before the kernel that reads it is queued)."""
-        if ue8m0:  # powers of two: exact in FP32
-            sfa = unpack_ue8m0_from_int(sfa, k_blocks)
-        if sfa.stride() != sfa_strides:
-            sfa = get_mn_major_tma_aligned_tensor(sfa)
-        address = sfa.data_ptr()
-        map_sfa = maps.get((2, address))
-        if map_sfa is None:
-            map_sfa = maps.add((2, address), tensor_map(
-                address, "float32", (k_blocks, m), (m_pad, 1), (1, bm)))
+        arguments, and the scale tensors read (which the caller keeps until it returns)."""
+        sfa, map_sfa = row_scales(2, sfa, sfa_strides, (k_blocks, m), m_pad, (1, bm))
         if sfb_rows:
-            if ue8m0:
-                sfb = unpack_ue8m0_from_int(sfb, k_blocks)
-            if sfb.stride() != sfb_strides:
-                sfb = get_mn_major_tma_aligned_tensor(sfb)
-            address = sfb.data_ptr()
-            map_sfb = maps.get((4, address))
-            if map_sfb is None:
-                map_sfb = maps.add((4, address), tensor_map(
-                    address, "float32", (sfb_lead * k_blocks, n), (n_pad, 1), (1, bn)))
+            sfb, map_sfb = row_scales(4, sfb, sfb_strides, (sfb_lead * k_blocks, n), n_pad,
+                                      (1, bn))
             return map_sfa, map_sfb, (0, 0, 0, 0), (sfa, sfb)
         st = sfb.stride()
         if grouped:  # [G, NB, KB]: the kernel adds group * stride itself
@@ -180,9 +176,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                 address, "bfloat16", (m, n), (row, 1), (bm, 64), 128))
         return found
 
-    def split_buffers(d):
-        if split == 1:
-            return 0, 0
+    def split_buffers(d):  # split-K only
         device = d.device.index
         ws, counters = workspace(device, raw_stream(device), tiles * split * bm * bn, tiles)
         return ws.data_ptr(), counters.data_ptr()
@@ -226,7 +220,8 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         d_stride_g = d.stride(0) if kgrouped else 0
         c_args = no_c if c is None else accumulator(c, c.stride(0) if kgrouped else 0)
         return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d.data_ptr(), d.stride(-2),
-                d_stride_g, *c_args, *sizes, row_groups, *split_buffers(d))
+                d_stride_g, *c_args, *sizes, row_groups,
+                *(split_buffers(d) if split > 1 else no_split))
 
     def pack_dense(call):  # the most frequent calls: each tensor's strides read once
         a, b, d, c = call.a, call.b, call.d, call.c
@@ -247,7 +242,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         map_d = output_map(d_address, ldd, map_a)
         c_args = no_c if c is None else accumulator(c, 0)
         return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d_address, ldd, 0, *c_args,
-                *sizes, 0, *split_buffers(d))
+                *sizes, 0, *(split_buffers(d) if split > 1 else no_split))
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1),
                       pack=pack if masked or grouped or kgrouped else pack_dense,

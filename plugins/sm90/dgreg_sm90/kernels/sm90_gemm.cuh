@@ -191,6 +191,21 @@ __device__ __forceinline__ bool row_written(int row, int m, const Work& w, int m
     return true;
 }
 
+// Hands a ring stage back to the producer: one arrival per math warp.
+__device__ __forceinline__ void release_stage(uint32_t bar_empty, int stage, int lane) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+}
+
+// Keeps the compiler from moving accesses of these accumulators across wgmma ops.
+template <int ROWS, int COLS>
+__device__ __forceinline__ void fence_accumulators(float (&acc)[ROWS][COLS]) {
+    #pragma unroll
+    for (int s = 0; s < ROWS; ++s)
+        #pragma unroll
+        for (int i = 0; i < COLS; ++i) fence_operand(acc[s][i]);
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 128 bytes]
             const __grid_constant__ CUtensorMap map_b,    // [(G *) N, K], box [BN, 128 bytes]
@@ -310,32 +325,19 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         // this block's groups keep running while the next stage is awaited;
                         // the previous block's are done once at most M_SUB groups are pending
                         wgmma_wait<M_SUB>();
-                        if (held >= 0) {
-                            __syncwarp();
-                            if (lane == 0) mbar_arrive(bar_empty + held * 8);
-                        }
+                        if (held >= 0) release_stage(bar_empty, held, lane);
                         held = stage;
                     } else {
                         wgmma_wait<0>();
-                        #pragma unroll
-                        for (int s = 0; s < M_SUB; ++s)
-                            #pragma unroll
-                            for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
-                        __syncwarp();
-                        if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+                        fence_accumulators(total);
+                        release_stage(bar_empty, stage, lane);
                     }
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
                 }
                 if constexpr (INFLIGHT) {
                     wgmma_wait<0>();
-                    #pragma unroll
-                    for (int s = 0; s < M_SUB; ++s)
-                        #pragma unroll
-                        for (int i = 0; i < ACC; ++i) fence_operand(total[s][i]);
-                    if (held >= 0) {
-                        __syncwarp();
-                        if (lane == 0) mbar_arrive(bar_empty + held * 8);
-                    }
+                    fence_accumulators(total);
+                    if (held >= 0) release_stage(bar_empty, held, lane);
                 }
             } else {
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
@@ -386,10 +388,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     for (int i = 0; i < ACC; ++i) fence_operand(part[i]);
                     // the stage's smem is no longer read (1d1d: after the promotion reads its B
                     // scales): hand it back
-                    if (!SFB_ROWS && s == M_SUB - 1) {
-                        __syncwarp();
-                        if (lane == 0) mbar_arrive(bar_empty + stage * 8);
-                    }
+                    if (!SFB_ROWS && s == M_SUB - 1) release_stage(bar_empty, stage, lane);
                     // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
                     #pragma unroll
                     for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -409,10 +408,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         }
                     }
                 }
-                if constexpr (SFB_ROWS) {
-                    __syncwarp();
-                    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
-                }
+                if constexpr (SFB_ROWS) release_stage(bar_empty, stage, lane);
                 if (++stage == STAGES) { stage = 0; phase ^= 1; }
             }
             }
