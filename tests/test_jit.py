@@ -268,3 +268,47 @@ def test_launch_config_structs_match_the_driver_abi():
     assert ctypes.sizeof(_LaunchConfig) == 56  # CUlaunchConfig on 64-bit Linux
     assert _LaunchConfig.hStream.offset == 32 and _LaunchConfig.numAttrs.offset == 48
     assert ctypes.sizeof(_LaunchAttribute) == 72 and _LaunchAttribute.cluster.offset == 8
+
+
+def test_a_bound_launch_passes_config_scalars_and_object_addresses(monkeypatch):
+    """The ctypes launch with the driver replaced by a recorder: grid, cluster and stream in
+    the config, scalars in their slots, and each driver object's address, rewritten only
+    when a call passes another object."""
+    import ctypes
+
+    from dgreg.jit import launch as launch_module
+    from dgreg.jit.launch import LoadedKernel, _LaunchAttribute, _LaunchConfig
+
+    seen = []
+
+    def fake_driver(config_ref, function, array_ref, extra):
+        cfg = _LaunchConfig.from_address(config_ref)
+        array = (ctypes.c_void_p * 4).from_address(array_ref)
+        cluster = tuple(_LaunchAttribute.from_address(cfg.attrs).cluster) if cfg.numAttrs else None
+        seen.append({"grid": cfg.gridDimX, "smem": cfg.sharedMemBytes, "stream": cfg.hStream,
+                     "cluster": cluster, "function": function, "objects": (array[0], array[1]),
+                     "i64": ctypes.c_longlong.from_address(array[2]).value,
+                     "i32": ctypes.c_int.from_address(array[3]).value})
+        return 0
+
+    class DriverObject:
+        def __init__(self, address):
+            self.address = address
+
+        def getPtr(self):
+            return self.address
+
+    monkeypatch.setattr(launch_module, "_driver_launch", lambda: fake_driver)
+    monkeypatch.setattr(launch_module, "raw_stream_getter", lambda: lambda device: 0x5000 + device)
+    kernel = object.__new__(LoadedKernel)  # no GPU: only what bind reads
+    kernel._handle, kernel.device, kernel.entry, kernel.shared_mem = 0x77, 1, "toy", 1 << 20
+    launch = kernel.bind((6, 1, 1), (384, 1, 1), (None, None, ctypes.c_longlong, ctypes.c_int),
+                         cluster=(2, 1, 1), shared_mem=4096)
+    first, second, third = DriverObject(0x1000), DriverObject(0x2000), DriverObject(0x3000)
+    launch((first, second, -(1 << 40), 7))
+    launch((first, second, 5, -2))
+    launch((first, third, 5, -2))
+    assert [s["objects"] for s in seen] == [(0x1000, 0x2000), (0x1000, 0x2000), (0x1000, 0x3000)]
+    assert [(s["i64"], s["i32"]) for s in seen] == [(-(1 << 40), 7), (5, -2), (5, -2)]
+    assert {(s["grid"], s["smem"], s["stream"], s["cluster"], s["function"]) for s in seen} == \
+        {(6, 4096, 0x5001, (2, 1, 1), 0x77)}

@@ -249,3 +249,75 @@ def test_the_tma_store_epilogue_is_cheaper_than_the_synchronous_one():
     tma, _, _ = heuristics.estimate_ns(*args, tma_store=True)
     staged, _, _ = heuristics.estimate_ns(*args)
     assert tma < staged
+
+
+# -- TMA multicast over 2-CTA clusters ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("m", "n", "k"), [(64, 2112, 7168), (128, 7168, 2048), (4096, 4096, 7168),
+                                           (4096, 7168, 16384), (256, 7168, 7168)])
+@pytest.mark.parametrize("dtype", ["fp8", "bf16"])
+def test_multicast_is_scored_but_not_picked(m, n, k, dtype):
+    """Measured slower than the same tile without it (MULTICAST_COST): the model never
+    prefers it; the same tile with multicast is scored slower (by the coupling, and by the
+    spare CTA of an odd block count)."""
+    choice = heuristics.choose(m, n, k, H100_SMS, dtype=dtype)
+    cfg = choice.config
+    assert cfg.multicast == "" and cfg.cluster == 1
+    args = (m, n, k, H100_SMS, cfg.block_m, cfg.block_n, cfg.split_k, dtype)
+    plain, _, _ = heuristics.estimate_ns(*args, inflight=cfg.inflight)
+    shared, _, _ = heuristics.estimate_ns(*args, inflight=cfg.inflight, multicast="a")
+    assert plain < shared
+
+
+def test_multicast_units_round_odd_block_counts_up_to_pairs():
+    # 3 x 5 tiles of 128 x 128: pairs of n-blocks (a) make 3 x 6 units, of m-blocks (b) 4 x 5
+    variant = Sm90GemmConfig(128, 128, 4, H100_SMS)
+    assert heuristics._units(384, 640, attrs.evolve(variant, multicast="a"), 1) == 18
+    assert heuristics._units(384, 640, attrs.evolve(variant, multicast="b"), 1) == 20
+    assert heuristics._units(384, 640, variant, 1) == 15
+
+
+def test_forced_multicast(monkeypatch):
+    with config.scope():
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=128,block_n=128,multicast=b")
+        cfg = heuristics.choose(384, 640, 1024, 131).config  # an odd SM count
+        assert (cfg.multicast, cfg.cluster, cfg.num_sms) == ("b", 2, 20)
+        cfg = heuristics.choose(4096, 7168, 7168, 131).config
+        assert cfg.num_sms == 130  # whole clusters
+        # alone, multicast keeps the heuristics' tile choice
+        monkeypatch.delenv("DGREG_SM90_CONFIG")
+        plain = heuristics.choose(4096, 4096, 7168, H100_SMS).config
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "multicast=a")
+        forced = heuristics.choose(4096, 4096, 7168, H100_SMS).config
+        assert forced.multicast == "a"
+        assert (forced.block_m, forced.block_n) == (plain.block_m, plain.block_n)
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "multicast=0")
+        assert heuristics.choose(4096, 4096, 7168, H100_SMS).config == plain
+        for bad, why in (("block_m=64,block_n=128,multicast=b", "one m-block"),
+                         ("block_m=128,block_n=120,multicast=b", "multiple of 16"),
+                         ("block_m=128,block_n=4096,multicast=a", "not a legal"),
+                         ("multicast=c", "must look like")):
+            monkeypatch.setenv("DGREG_SM90_CONFIG", bad)
+            with pytest.raises(ValueError, match=why):
+                heuristics.choose(64, 4096, 1024, H100_SMS)
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=128,block_n=128,multicast=b")
+        with pytest.raises(ValueError, match="grouped kernels multicast A only"):
+            heuristics.choose(1024, 4096, 1024, H100_SMS, grouped=True)
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=128,block_n=128,multicast=a")
+        assert heuristics.choose(1024, 4096, 1024, H100_SMS, masked=True).config.multicast == "a"
+
+
+def test_multicast_config_rules_and_source():
+    with pytest.raises(ValueError, match="multicast must be one of"):
+        Sm90GemmConfig(128, 128, 4, 132, multicast="x")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Sm90GemmConfig(128, 120, 4, 132, multicast="b")
+    with pytest.raises(ValueError, match="A only"):
+        Sm90GemmConfig(128, 128, 4, 132, grouped=True, multicast="b")
+    with pytest.raises(ValueError, match="even number"):
+        Sm90GemmConfig(128, 128, 4, 131, multicast="a")
+    cfg = Sm90GemmConfig(128, 128, 4, 132, multicast="b")
+    assert "multicast=b" in repr(cfg)
+    assert "#define MULTICAST 2\n" in codegen.gemm_source(cfg).code
+    assert "#define MULTICAST 0\n" in codegen.gemm_source(attrs.evolve(cfg, multicast="")).code

@@ -82,8 +82,8 @@ class LoadedKernel:
         """A launch config, a value buffer and a ``void*[]`` argument array for one thread.
 
         Scalar arguments live in 8-byte slots of the buffer that the array points at once and
-        for all; a call writes them with one ``struct.pack_into`` and only the driver objects'
-        addresses into the array.
+        for all; a call writes them with one ``struct.pack_into``, and a driver object's
+        address into the array only when the call passes another object than the last one.
         """
         config = _LaunchConfig()
         config.gridDimX, config.gridDimY, config.gridDimZ = grid
@@ -102,7 +102,7 @@ class LoadedKernel:
         for i, t in enumerate(arg_types):
             if t is not None:
                 array[i] = ctypes.addressof(values) + 8 * i
-        return _LaunchState(config, attrs, values, array)
+        return _LaunchState(config, attrs, values, array, [None] * count)
 
     def bind(self, grid: Sequence[int], block: Sequence[int], arg_types: Sequence[Any], *,
              cluster: Sequence[int] = (1, 1, 1), shared_mem: int = 0) -> Any:
@@ -129,9 +129,12 @@ class LoadedKernel:
             state.config.hStream = stream_of(device)
             if fmt:
                 pack_into(fmt, state.values, 8 * first, *args[first:last])
-            array = state.array
+            array, seen = state.array, state.objects
             for i in objects:
-                array[i] = args[i].getPtr()  # the driver object's own storage
+                obj = args[i]
+                if obj is not seen[i]:  # plans reuse their maps: the usual call rewrites none
+                    array[i] = obj.getPtr()  # the driver object's own storage
+                    seen[i] = obj
             err = launch_ex(state.config_ref, function, state.array_ref, None)
             if err:
                 self._raise(err, f"launching {self.entry} grid={grid} block={block} "
@@ -174,10 +177,14 @@ assert ctypes.sizeof(_LaunchConfig) == 56 and ctypes.sizeof(_LaunchAttribute) ==
 class _LaunchState:
     """One thread's launch buffers for one bound launch."""
 
-    __slots__ = ("array", "array_ref", "attrs", "config", "config_ref", "values")
+    __slots__ = ("array", "array_ref", "attrs", "config", "config_ref", "objects", "values")
 
-    def __init__(self, config: _LaunchConfig, attrs: Any, values: Any, array: Any) -> None:
+    def __init__(self, config: _LaunchConfig, attrs: Any, values: Any, array: Any,
+                 objects: list[Any]) -> None:
         self.config, self.attrs, self.values, self.array = config, attrs, values, array
+        # the driver objects whose addresses the array holds (kept alive by this reference,
+        # so an identical object is the same storage)
+        self.objects = objects
         self.config_ref = ctypes.addressof(config)
         self.array_ref = ctypes.addressof(array)
 

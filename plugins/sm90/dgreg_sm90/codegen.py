@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 
 from dgreg import KernelSource
-from dgreg_sm90.config import GROUPINGS, Sm90GemmConfig
+from dgreg_sm90.config import GROUPINGS, MULTICASTS, Sm90GemmConfig
 from dgreg_sm90.heuristics import smem_bytes
 
 # entry name prefix per grouping
@@ -50,6 +50,7 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define BLOCK_M {config.block_m}\n#define BLOCK_N {config.block_n}\n"
         f"#define STAGES {config.stages}\n#define NUM_MATH_WG {config.num_math_wg}\n"
         f"#define M_SUB {config.m_sub}\n#define SPLIT_K {config.split_k}\n"
+        f"#define MULTICAST {MULTICASTS[config.multicast]}\n"
         f"#define IS_FP8 {int(config.dtype == 'fp8')}\n"
         f"#define INFLIGHT {int(config.inflight)}\n"
         f"#define SFB_ROWS {int(config.sfb_rows)}\n"

@@ -7,6 +7,8 @@ import attrs
 
 #: grouping -> the kernel's GROUPED constant
 GROUPINGS = {"": 0, "contiguous": 1, "masked": 2, "k": 3}
+#: multicast -> the kernel's MULTICAST constant
+MULTICASTS = {"": 0, "a": 1, "b": 2}
 
 
 @attrs.frozen
@@ -24,6 +26,9 @@ class Sm90GemmConfig:
     out_f32: bool = False  # D in FP32, else BF16
     with_c: bool = False  # D = C + A @ B (C in BF16 or FP32, told at launch)
     inflight: bool = False  # BF16: a K block's wgmma run on while the next is issued
+    # 2-CTA cluster sharing one operand tile through TMA multicast: "a" (the pair's tiles share
+    # rows: adjacent n-blocks), "b" (they share columns: adjacent m-blocks), or "" (no cluster)
+    multicast: str = ""
 
     def __attrs_post_init__(self) -> None:
         if self.sfb_rows and self.dtype != "fp8":
@@ -32,12 +37,26 @@ class Sm90GemmConfig:
             raise ValueError("a K-grouped config is not M-grouped and writes FP32")
         if self.inflight and (self.dtype != "bf16" or self.stages < 3):
             raise ValueError("inflight needs BF16 operands and a ring of 3 or more stages")
+        if self.multicast not in MULTICASTS:
+            raise ValueError(f"multicast must be one of {sorted(MULTICASTS)} (got {self.multicast!r})")
+        if self.multicast == "b" and (self.grouped or self.k_grouped):
+            raise ValueError("grouped kernels multicast A only (the pair must share its rows)")
+        if self.multicast == "b" and self.block_n % 16:
+            raise ValueError("multicast of B needs block_n a multiple of 16 (two halves of "
+                             "whole 8-row swizzle atoms)")
+        if self.multicast and self.num_sms % 2:
+            raise ValueError("a grid of 2-CTA clusters has an even number of CTAs")
 
     @property
     def grouping(self) -> str:
         if self.k_grouped:
             return "k"
         return ("masked" if self.masked else "contiguous") if self.grouped else ""
+
+    @property
+    def cluster(self) -> int:
+        """CTAs per cluster: 2 with multicast, else 1."""
+        return 2 if self.multicast else 1
 
     @property
     def num_math_wg(self) -> int:
@@ -70,5 +89,6 @@ class Sm90GemmConfig:
         extra += ", out_f32" if self.out_f32 else ""
         extra += ", with_c" if self.with_c else ""
         extra += ", inflight" if self.inflight else ""
+        extra += f", multicast={self.multicast}" if self.multicast else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{extra})")

@@ -17,8 +17,9 @@ from dgreg_sm90.config import Sm90GemmConfig
 
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
-    "Force the sm90 FP8 kernel's tile config, e.g. 'block_m=128,block_n=192,stages=5' "
-    "(for tuning and benchmarks; the heuristics' choice otherwise)."))
+    "Force the sm90 kernels' tile config, e.g. 'block_m=128,block_n=192,stages=5' (optional "
+    "split_k=N, inflight=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the heuristics' "
+    "choice with that multicast (for tuning and benchmarks; the heuristics' choice otherwise)."))
 
 
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on H100/H200
@@ -98,20 +99,58 @@ def inflight_pays(dtype: str, block_m: int, stages: int) -> bool:
 
 
 def _units(m: int, n: int, config: Sm90GemmConfig, batch: int) -> int:
-    return -(-m // config.block_m) * -(-n // config.block_n) * config.split_k * batch
+    """Work units, one per CTA's tile (or K slice): with multicast, pairs of them, the odd
+    block count rounded up (the spare CTA only loads its half of the shared tile)."""
+    m_blocks, n_blocks = -(-m // config.block_m), -(-n // config.block_n)
+    if config.multicast == "a":
+        n_blocks += n_blocks % 2
+    elif config.multicast == "b":
+        m_blocks += m_blocks % 2
+    return m_blocks * n_blocks * config.split_k * batch
+
+
+def multicast_problem(multicast: str, block_m: int, block_n: int, m: int, n: int,
+                      num_sms: int, grouped: bool = False) -> str | None:
+    """Why a 2-CTA multicast of ``multicast`` ("a" or "b") does not apply, or None."""
+    if num_sms < 2:
+        return "a 2-CTA cluster needs 2 SMs"
+    if multicast == "a":
+        return None if -(-n // block_n) >= 2 else "one n-block: no pair shares A"
+    if grouped:
+        return "grouped kernels multicast A only (the pair must share its rows and expert)"
+    if block_n % 16:
+        return f"block_n {block_n} is not a multiple of 16 (two halves of whole swizzle atoms)"
+    return None if -(-m // block_m) >= 2 else "one m-block: no pair shares B"
+
+
+def _grid(units: int, num_sms: int, masked: bool, cluster: int) -> int:
+    """CTAs of the persistent grid: whole clusters, never more than the units need (the
+    masked kernel learns its tile count on the device: every SM)."""
+    sms = num_sms - num_sms % cluster
+    return sms if masked else min(sms, units)
+
+
+def parse_forced(text: str) -> dict[str, int | str]:
+    """``DGREG_SM90_CONFIG``'s fields (``block_m=128,block_n=192,stages=5,multicast=a``)."""
+    fields: dict[str, int | str] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if name == "multicast" and value in ("a", "b", "0"):
+            fields[name] = "" if value == "0" else value
+            continue
+        if name not in ("block_m", "block_n", "stages", "split_k", "inflight") or \
+                not value.isdigit():
+            raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
+                             f"(optional split_k=N, inflight=0|1, multicast=a|b|0; got {text!r})")
+        fields[name] = int(value)
+    return fields
 
 
 def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
            variant: Sm90GemmConfig, batch: int = 1) -> ConfigChoice:
     """The config ``DGREG_SM90_CONFIG`` asks for (``block_m=128,block_n=192[,stages=5]``)."""
-    fields = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in ("block_m", "block_n", "stages", "split_k", "inflight") or \
-                not value.strip().isdigit():
-            raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
-                             f"(got {text!r})")
-        fields[name.strip()] = int(value)
+    fields = parse_forced(text)
     block_m, block_n = fields.get("block_m", 128), fields.get("block_n", 128)
     split = fields.get("split_k", 1)
     problem = legal(block_m, block_n, split, variant.dtype, variant.sfb_rows, variant.grouped)
@@ -121,10 +160,16 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
         raise ValueError(f"DGREG_SM90_CONFIG: block_m={block_m}, block_n={block_n}, "
                          f"split_k={split} is not a legal SM90 {variant.dtype} config "
                          f"({problem or 'see heuristics.BLOCK_MS'})")
-    config = attrs.evolve(variant, block_m=block_m, block_n=block_n, split_k=split)
+    multicast = fields.get("multicast", "")
+    why = multicast and multicast_problem(multicast, block_m, block_n, m, n, num_sms,
+                                          variant.grouped or variant.k_grouped)
+    if why:
+        raise ValueError(f"DGREG_SM90_CONFIG={text!r}: multicast={multicast} does not apply ({why})")
+    config = attrs.evolve(variant, block_m=block_m, block_n=block_n, split_k=split,
+                          multicast=multicast, num_sms=num_sms - num_sms % (2 if multicast else 1))
     stages = fields.get("stages") or stages_for(config, k, smem_limit)
     units = _units(m, n, config, batch)
-    grid = num_sms if variant.masked else min(num_sms, units)
+    grid = _grid(units, num_sms, variant.masked, config.cluster)
     try:
         config = attrs.evolve(config, stages=stages, num_sms=grid,
                               inflight=bool(fields.get("inflight", variant.inflight)))
@@ -147,9 +192,24 @@ SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split un
 # 256 x 176 with 2 stages (the model's favourite) 1.2x slower than 128 x 256 with 3
 # (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
 MIN_RING = 3
-# The TMA-store epilogue overlaps the store with the next unit's K loop; the share of the
-# synchronous epilogue's time it still costs (fitted on the BF16 M = 4096 sweep).
+# The epilogue's cost, as multiples of moving D's bytes at the L2 rate. The TMA store overlaps
+# the next unit's K loop: a quarter (fitted on the BF16 M = 4096 sweep). The synchronous
+# epilogues (staged rows and 16-byte stores, or stores from registers) hold the math warps
+# for the whole write and its barriers: 2.5 times (fitted on forced A/B runs of the picks it
+# moves, results/2026-11-21-h200-epilogue-cost-ab.txt: the masked K = 2048 tiles went from
+# 256 x 112 to 256 x 128 and ran 11-13% faster; 8 of 9 moved picks ran faster, one equal).
 EPILOGUE_TMA_SHARE = 0.25
+EPILOGUE_SYNC_COST = 2.5
+# A 2-CTA cluster sharing one operand tile through TMA multicast halves that operand's L2
+# reads per CTA, but the pair then advances in lockstep: a stage is free only when both CTAs
+# are done with it, and a stage is full only when both halves have landed. Measured on an
+# H200 with the same tiles (benchmarks/NOTES.md, results/2026-11-21-h200-multicast.json):
+# the halved reads bought nothing measurable (these kernels are bound by latency at small M
+# and by the tensor core and promotion at large M, not by L2), and the coupling cost 1-4% at
+# M = 4096 (geometric means; -10% to +4% per shape) and 5-13% at M <= 128. So the model
+# charges the coupling and credits no L2 saving: multicast configs are scored and shown by
+# `explain`, and taken only when forced (DGREG_SM90_CONFIG=...,multicast=a|b).
+MULTICAST_COST = 0.03
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04
 
@@ -157,18 +217,26 @@ TIE_MARGIN = 1.04
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
                 split: int, dtype: str = "fp8", *, batch: int = 1, out_bytes: int = 2,
                 c_bytes: int = 0, inflight: bool = False,
-                tma_store: bool = False) -> tuple[float, int, int]:
+                tma_store: bool = False, multicast: str = "") -> tuple[float, int, int]:
     """(predicted kernel time in ns, work units, waves) of one config.
 
     ``batch`` independent ``m x n x k`` problems (K-grouped: the groups, ``k`` their mean K);
     D elements of ``out_bytes``, plus ``c_bytes`` per element read from an accumulator C.
     ``inflight``: BF16 keeps a K block's wgmma in flight while it issues the next;
-    ``tma_store``: D leaves through the asynchronous TMA store, overlapped with the next unit.
+    ``tma_store``: D leaves through the asynchronous TMA store, overlapped with the next unit;
+    ``multicast``: "a" or "b", the operand a 2-CTA cluster shares (see MULTICAST_COST).
     """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
-    tiles = -(-m // block_m) * -(-n // block_n) * batch
+    m_blocks, n_blocks = -(-m // block_m), -(-n // block_n)
+    if multicast == "a":  # pairs of n-blocks (an odd count leaves one CTA without a tile)
+        n_blocks += n_blocks % 2
+    elif multicast == "b":
+        m_blocks += m_blocks % 2
+    tiles = m_blocks * n_blocks * batch
     units = tiles * split
+    if multicast:
+        num_sms -= num_sms % 2
     waves = -(-units // num_sms)
     # With one 64-row sub-tile per warpgroup the promotion FFMAs stall the tensor core more
     # than with two, whose wgmma and promotion interleave (measured: 0.76 vs 0.95).
@@ -177,11 +245,12 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
     per_k_block = max((block_m + block_n) * 128 / L2_BYTES_PER_NS,
                       2 * block_m * block_n * bk / (flops * mma_efficiency))
+    if multicast:  # lockstep of the pair; no credit for the halved L2 reads (measured)
+        per_k_block *= 1 + MULTICAST_COST
     if inflight:  # no drain of the tensor core between K blocks (measured 2-6% at M <= 128)
         per_k_block *= 0.96
     epilogue = block_m * block_n * (out_bytes + c_bytes) / L2_BYTES_PER_NS
-    if tma_store:  # only the staging writes wait (BF16 sweep: about 1 us less per 256-row tile)
-        epilogue *= EPILOGUE_TMA_SHARE
+    epilogue *= EPILOGUE_TMA_SHARE if tma_store else EPILOGUE_SYNC_COST
     if split > 1:  # write the FP32 partial; the last unit reads the others back
         epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
     unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
@@ -210,8 +279,12 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     variant = Sm90GemmConfig(128, 128, 2, num_sms, 1, dtype, grouped, masked, k_grouped,
                              sfb_rows, out_f32, with_c)
     override = settings.get("DGREG_SM90_CONFIG")
+    allowed_multicasts = ("", "a", "b")
     if override:
-        return forced(override, m, n, k, num_sms, smem_limit, variant, batch)
+        fields = parse_forced(override)
+        if set(fields) != {"multicast"}:
+            return forced(override, m, n, k, num_sms, smem_limit, variant, batch)
+        allowed_multicasts = (fields["multicast"],)  # the heuristics' pick with this multicast
     k_blocks = max(1, -(-k // block_k(dtype)))
     out_bytes = 4 if out_f32 else 2
     c_bytes = 4 if with_c else 0  # FP32 C, the common case (BF16 C reads half)
@@ -229,23 +302,28 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
             tiles = -(-m // block_m) * -(-n // block_n) * batch
+            multicasts = [mc for mc in allowed_multicasts if not mc or not multicast_problem(
+                mc, block_m, block_n, m, n, num_sms, grouped or k_grouped)]
             for split in SPLITS:
                 if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
                 if legal(block_m, block_n, split, dtype, sfb_rows, grouped):
                     continue
                 inflight = inflight_pays(dtype, block_m, stages)
-                ns, units, waves = estimate_ns(m, n, k, num_sms, block_m, block_n, split, dtype,
-                                               batch=batch, out_bytes=out_bytes, c_bytes=c_bytes,
-                                               inflight=inflight,
-                                               tma_store=config.epilogue in ("tma", "mixed"))
-                # masked: the real tile count is only known on the device, use every SM
-                grid = num_sms if masked else min(num_sms, units)
-                picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
-                                      inflight=inflight)
-                scored.append(((ns, waves, -block_n, block_m, split), picked, units, waves, ns))
+                for mc in multicasts:
+                    ns, units, waves = estimate_ns(
+                        m, n, k, num_sms, block_m, block_n, split, dtype, batch=batch,
+                        out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
+                        tma_store=config.epilogue in ("tma", "mixed"), multicast=mc)
+                    # masked: the real tile count is only known on the device, use every SM
+                    grid = _grid(units, num_sms, masked, 2 if mc else 1)
+                    picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
+                                          inflight=inflight, multicast=mc)
+                    scored.append(((ns, waves, -block_n, block_m, split, mc), picked, units,
+                                   waves, ns))
     if not scored:
-        raise ValueError(f"no SM90 {dtype} config fits m={m} n={n} k={k}")
+        raise ValueError(f"no SM90 {dtype} config fits m={m} n={n} k={k}" +
+                         (f" with DGREG_SM90_CONFIG={override!r}" if override else ""))
     scored.sort(key=lambda item: item[0])
     # The model cannot tell candidates within a few percent apart; among those, the largest
     # tile moves the fewest bytes per FLOP, which held up best in measurements.

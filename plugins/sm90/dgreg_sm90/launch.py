@@ -117,7 +117,15 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     sfb_lead = groups if grouped else 1
     sfa_strides = (1, m_pad)
     sfb_strides = (n_pad * k_blocks, 1, n_pad) if grouped else (1, n_pad)
-    tiles = -(-m // bm) * -(-n // bn) * (groups if kgrouped else 1)
+    # split-K partials and counters: one per tile (with multicast, per tile of every pair)
+    m_slots, n_slots = -(-m // bm), -(-n // bn)
+    if config.multicast == "a":
+        n_slots = -(-n_slots // 2) * 2
+    elif config.multicast == "b":
+        m_slots = -(-m_slots // 2) * 2
+    tiles = m_slots * n_slots * (groups if kgrouped else 1)
+    # rows of the A and B boxes: with multicast each CTA loads half of the shared tile
+    box_rows = (bm // 2 if config.multicast == "a" else bm, bn // 2 if config.multicast == "b" else bn)
     split = config.split_k
     raw_stream = raw_stream_getter()
     step = 16 if fp8 else 8  # elements per 16 bytes
@@ -136,7 +144,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         found = maps.get((slot, address, row))
         if found is None:
             found = maps.add((slot, address, row), tensor_map(
-                address, operand, (rows, k), (row, 1), (bm if slot == 0 else bn, box_k), 128))
+                address, operand, (rows, k), (row, 1), (box_rows[slot], box_k), 128))
         return found
 
     def row_scales(slot, sf, strides, rows, pitch, box):
@@ -246,4 +254,5 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1),
                       pack=pack if masked or grouped or kgrouped else pack_dense,
-                      arg_types=ARG_TYPES, shared_mem=smem_bytes(config))
+                      arg_types=ARG_TYPES, cluster=(config.cluster, 1, 1),
+                      shared_mem=smem_bytes(config))

@@ -30,6 +30,15 @@
 // group g owning K blocks [row_groups[g], row_groups[g + 1]); D and C are [G, M, N] (group
 // stride d_stride_g / c_stride_g). An empty group writes C (or zeros).
 //
+// MULTICAST (a 2-CTA cluster whose CTAs share one operand tile, TMA-multicast): 1 shares A
+// (the pair takes adjacent n-blocks of one m-block), 2 shares B (adjacent m-blocks of one
+// n-block). Each CTA loads half of the shared tile into both CTAs' shared memory, so a stage
+// is free only when the math warps of both CTAs have released it: every math warp arrives on
+// the empty barrier of both. The pair walks the same work units in lockstep; where the peer's
+// tile falls outside D (odd block counts) that CTA only loads its half of the shared tile and
+// hands its stages back unread. M-grouped kernels take MULTICAST 1 only: both tiles then share
+// their rows, hence their expert and whether they are skipped.
+//
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the tile.
@@ -41,7 +50,7 @@
 // accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
+// per math warpgroup), SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
 // BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
@@ -64,6 +73,12 @@ constexpr uint32_t SFA_BYTES = IS_FP8 ? BLOCK_M * 4 : 0;
 constexpr uint32_t SFB_BYTES = SFB_ROWS ? BLOCK_N * 4 : 0;  // TMA bytes per stage
 constexpr uint32_t SFB_STRIDE = (SFB_BYTES + 127) / 128 * 128;  // TMA wants 128-byte aligned smem
 constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES + SFB_BYTES;
+constexpr int CLUSTER = MULTICAST ? 2 : 1;
+// rows of the A and B tiles each CTA loads (half of the shared one)
+constexpr int A_LOAD_ROWS = MULTICAST == 1 ? BLOCK_M / 2 : BLOCK_M;
+constexpr int B_LOAD_ROWS = MULTICAST == 2 ? BLOCK_N / 2 : BLOCK_N;
+// what a CTA whose tile lies outside D receives per stage: the peer's shared tile
+constexpr uint32_t SHARED_TX = MULTICAST == 1 ? A_BYTES : B_BYTES;
 // shared memory layout, every A/B tile 1024-byte aligned for the 128B swizzle
 constexpr uint32_t OFF_A = 0;
 constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
@@ -93,6 +108,11 @@ static_assert(!(GROUPED == 1 || GROUPED == 2) || SPLIT_K == 1, "M-grouped GEMMs 
 static_assert(!SFB_ROWS || IS_FP8, "per-row B scales are an FP8 recipe");
 static_assert(!INFLIGHT || (!IS_FP8 && STAGES >= 3), "INFLIGHT: BF16 with a ring of 3 or more");
 static_assert(GROUPED != 3 || OUT_F32, "K-grouped GEMMs write FP32");
+static_assert(MULTICAST >= 0 && MULTICAST <= 2, "MULTICAST: 0, 1 (A) or 2 (B)");
+static_assert(MULTICAST != 2 || GROUPED == 0, "M-grouped pairs share A: their rows and expert");
+static_assert(MULTICAST != 2 || GROUPED != 3, "K-grouped pairs share A");
+// each half starts on a 1024-byte boundary, where the 128B swizzle pattern restarts
+static_assert(A_LOAD_ROWS % 8 == 0 && B_LOAD_ROWS % 8 == 0, "half tiles of whole swizzle atoms");
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
 #if OUT_F32
@@ -123,30 +143,40 @@ __device__ __forceinline__ void store_one(__nv_bfloat16* p, float x) { *p = __fl
 struct Work {
     int tile, m_blk, n_blk, group, m0, b_row, kb_begin, kb_end;
     int second;  // GROUPED == 1, 256-row tiles: the expert of a second pass, or -1
+    bool valid;  // MULTICAST: false where this CTA's tile of the pair lies outside D
 };
 
-// Returns false for a unit with nothing to compute (a tile of padding or masked rows).
-__device__ __forceinline__ bool unit_work(int unit, int m_blocks, int n_blocks, int k_blocks,
+// Returns false for a unit with nothing to compute (a tile of padding or masked rows): with
+// MULTICAST, for both CTAs of the pair alike. A unit is a tile (or a K slice of one); with
+// MULTICAST a pair of tiles, this CTA's being number `rank`: the tile grid is walked in slots
+// of m_slots x n_slots, a slot holding the pair's two n-blocks (1) or m-blocks (2).
+__device__ __forceinline__ bool unit_work(int unit, int rank, int m_slots, int n_slots,
+                                          int m_blocks, int n_blocks, int k_blocks,
                                           int m, int n, int m_per_group, const int* row_groups,
                                           Work& w) {
-    w.tile = unit / SPLIT_K;
+    const int slot = unit / SPLIT_K;
+    w.tile = slot * CLUSTER + rank;  // split-K partials: a distinct index per tile
     const int split = unit % SPLIT_K;
-    int t = w.tile, kb0 = 0, kb1 = k_blocks;
+    int t = slot, kb0 = 0, kb1 = k_blocks;
     w.group = 0;
     w.second = -1;
     if constexpr (GROUPED == 3) {
-        w.group = t / (m_blocks * n_blocks);
-        t %= m_blocks * n_blocks;
+        w.group = t / (m_slots * n_slots);
+        t %= m_slots * n_slots;
         kb0 = __ldg(row_groups + w.group);
         kb1 = __ldg(row_groups + w.group + 1);
     }
     // Tiles go m-fastest within bands of RASTER_M m-blocks, band after band: the CTAs running
     // at once share a few A row blocks and a few B column blocks, which stay in L2 (plain
     // m-fastest order over a tall A streams all of A from HBM once per B column block).
-    const int band = t / (RASTER_M * n_blocks), in_band = t % (RASTER_M * n_blocks);
-    const int band_rows = min(RASTER_M, m_blocks - band * RASTER_M);
-    w.m_blk = band * RASTER_M + in_band % band_rows;
+    constexpr int BAND = MULTICAST == 2 ? RASTER_M / 2 : RASTER_M;  // in slots
+    const int band = t / (BAND * n_slots), in_band = t % (BAND * n_slots);
+    const int band_rows = min(BAND, m_slots - band * BAND);
+    w.m_blk = band * BAND + in_band % band_rows;
     w.n_blk = in_band / band_rows;
+    if constexpr (MULTICAST == 1) w.n_blk = 2 * w.n_blk + rank;
+    if constexpr (MULTICAST == 2) w.m_blk = 2 * w.m_blk + rank;
+    w.valid = CLUSTER == 1 || (w.m_blk < m_blocks && w.n_blk < n_blocks);
     w.kb_begin = kb0 + split * (kb1 - kb0) / SPLIT_K;
     w.kb_end = kb0 + (split + 1) * (kb1 - kb0) / SPLIT_K;
     w.b_row = w.n_blk * BLOCK_N;
@@ -191,10 +221,15 @@ __device__ __forceinline__ bool row_written(int row, int m, const Work& w, int m
     return true;
 }
 
-// Hands a ring stage back to the producer: one arrival per math warp.
+// Hands a ring stage back to the producer: one arrival per math warp (MULTICAST: on the
+// barrier of each CTA of the pair, since both producers write into this stage).
 __device__ __forceinline__ void release_stage(uint32_t bar_empty, int stage, int lane) {
     __syncwarp();
-    if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+    if constexpr (CLUSTER == 1) {
+        if (lane == 0) mbar_arrive(bar_empty + stage * 8);
+    } else {
+        if (lane < CLUSTER) mbar_arrive_on(bar_empty + stage * 8, lane);
+    }
 }
 
 // Keeps the compiler from moving accesses of these accumulators across wgmma ops.
@@ -230,9 +265,12 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         ? (m / m_per_group) * ((m_per_group + BLOCK_M - 1) / BLOCK_M)
         : (m + BLOCK_M - 1) / BLOCK_M;
     const int n_blocks = (n + BLOCK_N - 1) / BLOCK_N;
-    const int units = m_blocks * n_blocks * SPLIT_K * (GROUPED == 3 ? groups : 1);
+    const int m_slots = MULTICAST == 2 ? (m_blocks + 1) / 2 : m_blocks;
+    const int n_slots = MULTICAST == 1 ? (n_blocks + 1) / 2 : n_blocks;
+    const int units = m_slots * n_slots * SPLIT_K * (GROUPED == 3 ? groups : 1);
     const int k_blocks = (k + BLOCK_K - 1) / BLOCK_K;
     const int warpgroup = threadIdx.x / 128;
+    const int rank = CLUSTER == 1 ? 0 : static_cast<int>(cluster_rank());
 
     if (threadIdx.x == MATH_THREADS) {
         tma_prefetch(&map_a);
@@ -242,29 +280,42 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
-            mbar_init(bar_empty + s * 8, NUM_MATH_WG * 4);  // one arrival per math warp
+            mbar_init(bar_empty + s * 8, NUM_MATH_WG * 4 * CLUSTER);  // one per math warp (of the pair)
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    __syncthreads();
+    if constexpr (CLUSTER == 2) cluster_sync(); else __syncthreads();
 
     if (warpgroup == NUM_MATH_WG) {  // ---------------- TMA producer ----------------
         regs_dealloc<40>();
-        if (threadIdx.x != MATH_THREADS) return;
+        if (threadIdx.x == MATH_THREADS) {
         int stage = 0;
         uint32_t phase = 0;
-        for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
+        for (int unit = blockIdx.x / CLUSTER; unit < units; unit += gridDim.x / CLUSTER) {
             Work w;
-            if (!unit_work(unit, m_blocks, n_blocks, k_blocks, m, n, m_per_group, row_groups, w))
+            if (!unit_work(unit, rank, m_slots, n_slots, m_blocks, n_blocks, k_blocks, m, n,
+                           m_per_group, row_groups, w))
                 continue;  // a tile of padding rows
             for (int pass = 0; pass < (w.second >= 0 ? 2 : 1); ++pass) {
                 if (pass == 1) next_pass(w, n);
                 for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                     const uint32_t full = bar_full + stage * 8;
                     mbar_wait(bar_empty + stage * 8, phase ^ 1);
-                    mbar_arrive_expect_tx(full, STAGE_TX);
-                    tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, w.m0);
-                    tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, w.b_row);
+                    mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);
+                    if constexpr (MULTICAST == 1)  // this CTA's half of the pair's A tile
+                        tma_load_2d_multicast(base + OFF_A + stage * A_BYTES + rank * A_LOAD_ROWS * ROW_BYTES,
+                                              &map_a, full, kb * BLOCK_K, w.m0 + rank * A_LOAD_ROWS, 3);
+                    else if (w.valid)
+                        tma_load_2d(base + OFF_A + stage * A_BYTES, &map_a, full, kb * BLOCK_K, w.m0);
+                    if constexpr (MULTICAST == 2)  // this CTA's half of the pair's B tile
+                        tma_load_2d_multicast(base + OFF_B + stage * B_BYTES + rank * B_LOAD_ROWS * ROW_BYTES,
+                                              &map_b, full, kb * BLOCK_K, w.b_row + rank * B_LOAD_ROWS, 3);
+                    else if (w.valid)
+                        tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, w.b_row);
+                    if (!w.valid) {
+                        if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                        continue;
+                    }
                     if constexpr (IS_FP8)
                         tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, w.m0, kb);
                     if constexpr (SFB_ROWS) {  // M-grouped: expert g's scales are rows g * KB + kb
@@ -275,6 +326,11 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
                 }
             }
+        }
+        }
+        if constexpr (CLUSTER == 2) {
+            __syncwarp();
+            cluster_sync();  // the peer may still arrive on this CTA's barriers
         }
         return;
     }
@@ -289,13 +345,22 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     int stage = 0;
     uint32_t phase = 0;
 
-    for (int unit = blockIdx.x; unit < units; unit += gridDim.x) {
+    for (int unit = blockIdx.x / CLUSTER; unit < units; unit += gridDim.x / CLUSTER) {
         Work w;
-        if (!unit_work(unit, m_blocks, n_blocks, k_blocks, m, n, m_per_group, row_groups, w))
+        if (!unit_work(unit, rank, m_slots, n_slots, m_blocks, n_blocks, k_blocks, m, n,
+                       m_per_group, row_groups, w))
             continue;  // the producer skips it too
         const int passes = w.second >= 0 ? 2 : 1;
         for (int pass = 0; pass < passes; ++pass) {  // `continue` below: this pass is done
             if (pass == 1) next_pass(w, n);
+            if (CLUSTER == 2 && !w.valid) {  // the peer's tile only: hand the stages back
+                for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+                    mbar_wait(bar_full + stage * 8, phase);
+                    release_stage(bar_empty, stage, lane);
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                }
+                continue;
+            }
             const int m0 = w.m0, n0 = w.n_blk * BLOCK_N;
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s)
@@ -578,6 +643,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     if constexpr (TMA_STORE) {
         if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store
     }
+    if constexpr (CLUSTER == 2) cluster_sync();  // the peer may still arrive on this CTA's barriers
 }
 
 }  // namespace dgreg_sm90
