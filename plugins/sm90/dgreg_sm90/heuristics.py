@@ -196,19 +196,20 @@ MIN_RING = 3
 # the next unit's K loop: a quarter (fitted on the BF16 M = 4096 sweep). The synchronous
 # epilogues (staged rows and 16-byte stores, or stores from registers) hold the math warps
 # for the whole write and its barriers: 2.5 times (fitted on forced A/B runs of the picks it
-# moves, results/2026-11-21-h200-epilogue-cost-ab.txt: the masked K = 2048 tiles went from
-# 256 x 112 to 256 x 128 and ran 11-13% faster; 8 of 9 moved picks ran faster, one equal).
+# moves, results/2026-11-21-h200-epilogue-cost-ab.txt: of the 9 picks it moves, 8 ran
+# 3-13% faster, among them the masked K = 2048 tiles, 256 x 112 -> 256 x 128; the ninth,
+# BF16 128 x 24576 x 1536, went to 128 x 216, next to a measured 1.5% gain for 128 x 208).
 EPILOGUE_TMA_SHARE = 0.25
 EPILOGUE_SYNC_COST = 2.5
 # A 2-CTA cluster sharing one operand tile through TMA multicast halves that operand's L2
 # reads per CTA, but the pair then advances in lockstep: a stage is free only when both CTAs
 # are done with it, and a stage is full only when both halves have landed. Measured on an
-# H200 with the same tiles (benchmarks/NOTES.md, results/2026-11-21-h200-multicast.json):
-# the halved reads bought nothing measurable (these kernels are bound by latency at small M
-# and by the tensor core and promotion at large M, not by L2), and the coupling cost 1-4% at
-# M = 4096 (geometric means; -10% to +4% per shape) and 5-13% at M <= 128. So the model
-# charges the coupling and credits no L2 saving: multicast configs are scored and shown by
-# `explain`, and taken only when forced (DGREG_SM90_CONFIG=...,multicast=a|b).
+# H200 with the same tiles (results/2026-11-21-h200-multicast.txt, benchmarks/NOTES.md): the
+# halved reads bought nothing measurable (these kernels are bound by latency at small M and by
+# the tensor core and promotion at large M, not by L2). FP8 at M = 4096: 0.97-1.02x; BF16 at
+# M = 4096: 0.90-1.03x; M <= 128: 0.60-0.98x; grouped: 0.90-0.98x. So the model charges the
+# coupling and credits no L2 saving: multicast configs are scored and shown by `explain`, and
+# taken only when forced (DGREG_SM90_CONFIG=...,multicast=a|b).
 MULTICAST_COST = 0.03
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04

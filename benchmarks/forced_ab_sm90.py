@@ -1,0 +1,95 @@
+"""Forced A/B of sm90 configs: per case, the "before" config timed twice around the "after" one.
+
+    DGREG_PLUGINS=sm90 python benchmarks/forced_ab_sm90.py CASES.json [--json OUT.json]
+    DGREG_ARCH=h200 python benchmarks/forced_ab_sm90.py CASES.json --prebuild .jitcache  # CPU
+
+CASES.json: ``[{"key": ["fp8" | "bf16", M, N, K] or ["masked" | "contiguous", G, M per group,
+N, K], "before": DGREG_SM90_CONFIG, "after": DGREG_SM90_CONFIG}, ...]``. Every run is checked
+against the float64 reference on a poisoned D before it is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import dgreg
+from dgreg import dispatch
+
+
+def op_problem(key: list) -> tuple[str, dgreg.Problem]:
+    if key[0] in ("fp8", "bf16"):
+        return f"{key[0]}_gemm", dgreg.Problem(*key[1:])
+    kind, groups, per, n, k = key
+    if kind == "masked":
+        return "m_grouped_fp8_gemm_masked", dgreg.Problem(per, n, k, groups, expected_m=per)
+    return "m_grouped_fp8_gemm_contiguous", dgreg.Problem(groups * per, n, k, groups)
+
+
+def prebuild(cases: list[dict], cache_dir: str) -> None:
+    from pathlib import Path
+
+    from dgreg import config
+    from dgreg.device import current_device
+    from dgreg.jit import KernelCache, build
+    from dgreg.registry import get_registry
+
+    cache = KernelCache(Path(cache_dir))
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        device, registry = current_device(), get_registry()
+        for case in cases:
+            op, problem = op_problem(case["key"])
+            for forced in (case["before"], case["after"]):
+                os.environ["DGREG_SM90_CONFIG"] = forced
+                dispatch.clear_caches()
+                res = dgreg.explain(op, problem, device=device, file=None)
+                build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
+    print(f"prebuilt {2 * len(cases)} configs into {cache_dir}")
+
+
+def run(cases: list[dict]) -> list[dict]:
+    from dgreg.bench import _SUITES, _check, kernel_time_us
+
+    rows = []
+    for case in cases:
+        key = case["key"]
+        suite = key[0] if key[0] in ("fp8", "bf16") else "grouped"
+        prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
+        times: dict[str, list[float]] = {}
+        for label in ("before", "after", "before"):
+            os.environ["DGREG_SM90_CONFIG"] = case[label]
+            dispatch.clear_caches()
+            prepared["d"].fill_(float("nan"))
+            prepared["ours"]()
+            _check(prepared["d"], prepared["ref"], f"{key} {case[label]}", prepared["limit"])
+            times.setdefault(label, []).append(kernel_time_us(prepared["ours"], calls=20)[0])
+        before, after = min(times["before"]), times["after"][0]
+        rows.append({**case, "before_us": times["before"], "after_us": after})
+        print(f"{key!s:<36} {case['before']:<58} {before:8.1f} | {case['after']:<58} "
+              f"{after:8.1f}  x{before / after:.3f}", flush=True)
+    os.environ.pop("DGREG_SM90_CONFIG", None)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cases")
+    parser.add_argument("--json")
+    parser.add_argument("--prebuild", metavar="DIR")
+    args = parser.parse_args()
+    with open(args.cases) as f:
+        cases = json.load(f)
+    if args.prebuild:
+        prebuild(cases, args.prebuild)
+        return 0
+    rows = run(cases)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
