@@ -15,8 +15,9 @@ import json
 import os
 import sys
 
+from sm90_forced import forced_plan, prebuild
+
 import dgreg
-from dgreg import dispatch
 
 
 def op_problem(key: list) -> tuple[str, dgreg.Problem]:
@@ -26,27 +27,6 @@ def op_problem(key: list) -> tuple[str, dgreg.Problem]:
     if kind == "masked":
         return "m_grouped_fp8_gemm_masked", dgreg.Problem(per, n, k, groups, expected_m=per)
     return "m_grouped_fp8_gemm_contiguous", dgreg.Problem(groups * per, n, k, groups)
-
-
-def prebuild(cases: list[dict], cache_dir: str) -> None:
-    from pathlib import Path
-
-    from dgreg import config
-    from dgreg.device import current_device
-    from dgreg.jit import KernelCache, build
-    from dgreg.registry import get_registry
-
-    cache = KernelCache(Path(cache_dir))
-    with config.scope(DGREG_PLUGINS=("sm90",)):
-        device, registry = current_device(), get_registry()
-        for case in cases:
-            op, problem = op_problem(case["key"])
-            for forced in (case["before"], case["after"]):
-                os.environ["DGREG_SM90_CONFIG"] = forced
-                dispatch.clear_caches()
-                res = dgreg.explain(op, problem, device=device, file=None)
-                build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
-    print(f"prebuilt {2 * len(cases)} configs into {cache_dir}")
 
 
 def run(cases: list[dict]) -> list[dict]:
@@ -59,8 +39,7 @@ def run(cases: list[dict]) -> list[dict]:
         prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
         times: dict[str, list[float]] = {}
         for label in ("before", "after", "before"):
-            os.environ["DGREG_SM90_CONFIG"] = case[label]
-            dispatch.clear_caches()
+            forced_plan(*op_problem(key), case[label])  # sets DGREG_SM90_CONFIG for the call
             prepared["d"].fill_(float("nan"))
             prepared["ours"]()
             _check(prepared["d"], prepared["ref"], f"{key} {case[label]}", prepared["limit"])
@@ -82,8 +61,8 @@ def main() -> int:
     with open(args.cases) as f:
         cases = json.load(f)
     if args.prebuild:
-        prebuild(cases, args.prebuild)
-        return 0
+        return prebuild(((*op_problem(case["key"]), case[label]) for case in cases
+                         for label in ("before", "after")), args.prebuild)
     rows = run(cases)
     if args.json:
         with open(args.json, "w") as f:

@@ -17,8 +17,9 @@ import json
 import os
 import sys
 
+from sm90_forced import forced_plan
+
 import dgreg
-from dgreg import dispatch
 
 _OPS = {"fp8": "fp8_gemm", "bf16": "bf16_gemm"}
 
@@ -39,21 +40,15 @@ def _problems(suite: str):
     return out
 
 
-def _pick(op: str, problem, forced: str, device=None):
-    os.environ["DGREG_SM90_CONFIG"] = forced
-    dispatch.clear_caches()
-    return dgreg.explain(op, problem, device=device, file=None)
-
-
 def variants(op: str, problem, device=None) -> list[tuple[str, str]]:
     """(label, DGREG_SM90_CONFIG) of the variants timed for one problem."""
-    base = _pick(op, problem, "multicast=0", device).choice.config
+    base = forced_plan(op, problem, "multicast=0", device).choice.config
     tile = (f"block_m={base.block_m},block_n={base.block_n},split_k={base.split_k},"
             f"stages={base.stages},inflight={int(base.inflight)}")
     out = [("no multicast", "multicast=0")]
     for mc in ("a", "b"):
         try:
-            _pick(op, problem, f"{tile},multicast={mc}", device)
+            forced_plan(op, problem, f"{tile},multicast={mc}", device)
         except (ValueError, dgreg.DgregError):  # not legal for this tile or grouping
             continue
         out.append((f"same tile, {mc}", f"{tile},multicast={mc}"))
@@ -62,27 +57,15 @@ def variants(op: str, problem, device=None) -> list[tuple[str, str]]:
 
 
 def prebuild(suites: list[str], cache_dir: str) -> int:
-    from pathlib import Path
+    from sm90_forced import prebuild as build_all
 
-    from dgreg import config
-    from dgreg.device import current_device
-    from dgreg.jit import KernelCache, build
-    from dgreg.registry import get_registry
-
-    cache = KernelCache(Path(cache_dir))
-    count = 0
-    with config.scope(DGREG_PLUGINS=("sm90",)):
-        device = current_device()
-        registry = get_registry()
+    def jobs():  # evaluated inside build_all's plugin scope
         for suite in suites:
             for _, op, problem in _problems(suite):
-                for _, forced in variants(op, problem, device):
-                    res = _pick(op, problem, forced, device)
-                    build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
-                    count += 1
-    os.environ.pop("DGREG_SM90_CONFIG", None)
-    print(f"prebuilt {count} kernels into {cache_dir}")
-    return 0
+                for _, forced in variants(op, problem):
+                    yield op, problem, forced
+
+    return build_all(jobs(), cache_dir)
 
 
 def main() -> int:
@@ -105,7 +88,7 @@ def main() -> int:
         for shape, op, problem in _problems(suite):
             case = prepare(*shape)
             for label, forced in variants(op, problem):
-                res = _pick(op, problem, forced)
+                res = forced_plan(op, problem, forced)
                 case["d"].fill_(float("nan"))
                 try:
                     case["ours"]()

@@ -18,6 +18,8 @@ import json
 import os
 import sys
 
+from sm90_forced import forced_plan
+
 import dgreg
 from dgreg import dispatch
 
@@ -60,13 +62,11 @@ def _op(dtype: str) -> str:
     return "fp8_gemm" if dtype == "fp8" else "bf16_gemm"
 
 
-def _resolve_forced(forced: str, dtype: str, m: int, n: int, k: int, device=None) -> str:
+def _resolve_forced(forced: str, dtype: str, m: int, n: int, k: int) -> str:
     """``+inflight``: the heuristics' own pick, with inflight on."""
     if forced != "+inflight":
         return forced
-    os.environ["DGREG_SM90_CONFIG"] = ""
-    dispatch.clear_caches()
-    cfg = dgreg.explain(_op(dtype), (m, n, k), device=device, file=None).choice.config
+    cfg = forced_plan(_op(dtype), dgreg.Problem(m, n, k), "").choice.config
     if cfg.stages < 3:
         return ""
     return (f"block_m={cfg.block_m},block_n={cfg.block_n},split_k={cfg.split_k},"
@@ -74,38 +74,16 @@ def _resolve_forced(forced: str, dtype: str, m: int, n: int, k: int, device=None
 
 
 def prebuild(dtype: str, cache_dir: str) -> int:
-    from pathlib import Path
+    from sm90_forced import prebuild as build_all
 
-    from dgreg import config
-    from dgreg.device import current_device
-    from dgreg.jit import KernelCache, build
-    from dgreg.registry import get_registry
-
-    cache = KernelCache(Path(cache_dir))
-    count = 0
-    with config.scope(DGREG_PLUGINS=("sm90",)):
-        device = current_device()
-        registry = get_registry()
+    def jobs():  # evaluated inside build_all's plugin scope
         for m, n, k in SHAPES[dtype]:
             for forced in _configs(dtype, m):
-                text = _resolve_forced(forced, dtype, m, n, k, device)
-                if forced == "+inflight" and not text:
-                    continue
-                os.environ["DGREG_SM90_CONFIG"] = text
-                dispatch.clear_caches()
-                try:
-                    res = dgreg.explain(_op(dtype), (m, n, k), device=device, file=None)
-                except ValueError as exc:
-                    print(f"{m} {n} {k} {text}: {exc}")
-                    continue
-                if res.chosen is None or res.chosen.plugin != "sm90":
-                    print(f"{m} {n} {k} {text}: not sm90")
-                    continue
-                build(registry, res.chosen, res.spec, res.choice.config, res.device, cache)
-                count += 1
-    os.environ.pop("DGREG_SM90_CONFIG", None)
-    print(f"prebuilt {count} kernels into {cache_dir}")
-    return 0
+                text = _resolve_forced(forced, dtype, m, n, k)
+                if forced != "+inflight" or text:
+                    yield _op(dtype), dgreg.Problem(m, n, k), text
+
+    return build_all(jobs(), cache_dir)
 
 
 def main() -> int:

@@ -186,18 +186,24 @@ def test_m_grouped_256_row_tiles_across_two_experts(dtype, monkeypatch):
 
     monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=256,block_n=128")
     dispatch.clear_caches()
-    sizes, n, k = [300, 0, 77, 128, 256, 130], 384, 1024
-    gen = torch.Generator(device="cuda").manual_seed(7)
+    call, run = contiguous_case(dtype, n=384, seed=7)
+    assert dgreg.resolve(call.spec, problem=call.problem).choice.config.block_m == 256
+    _check(call, run, 1e-3 if dtype == "fp8" else 1e-5)
+
+
+def contiguous_case(dtype: str, n: int, seed: int, k: int = 1024):
+    """An M-grouped contiguous FP8 1d2d (or BF16) call over experts of 300, 0, 77, 128, 256
+    and 130 rows (padding rows between them; 256-row tiles that hold two experts), and the
+    function that runs it: ``(call, run)``."""
+    sizes = [300, 0, 77, 128, 256, 130]
+    gen = torch.Generator(device="cuda").manual_seed(seed)
     ids = _expert_ids(sizes)
     m, groups = ids.numel(), len(sizes)
     a, a_sf, b, b_sf = _operands(m, n, k, dtype, "1d2d", gen, b_groups=(groups,))
     d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     kwargs = dict(grouped_layout=ids, a_scale=a_sf, b_scale=b_sf)
     call = calls.m_contiguous_call(a, b, d, **kwargs)
-    res = dgreg.resolve(call.spec, problem=call.problem)
-    assert res.choice.config.block_m == 256
-    _check(call, lambda: dgreg.m_grouped_gemm_contiguous(a, b, d, **kwargs),
-           1e-3 if dtype == "fp8" else 1e-5)
+    return call, lambda: dgreg.m_grouped_gemm_contiguous(a, b, d, **kwargs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.bfloat16])

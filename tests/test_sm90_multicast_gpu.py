@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_sm90_coverage_gpu import _check, _expert_ids, _operands
+from test_sm90_coverage_gpu import _check, _operands, contiguous_case
 
 import dgreg
 from dgreg import call as calls
@@ -62,17 +62,9 @@ def test_dense_multicast(m, n, k, tile, multicast, dtype, recipe, out, acc, monk
 def test_m_grouped_contiguous_multicast(dtype, tile, monkeypatch):
     """Pairs share A's rows, hence the expert, padding and two-expert passes of their tiles."""
     _force(monkeypatch, f"{tile},multicast=a")
-    sizes, n, k = [300, 0, 77, 128, 256, 130], 400, 1024  # 5 n-blocks of 80: a spare CTA
-    gen = torch.Generator(device="cuda").manual_seed(11)
-    ids = _expert_ids(sizes)
-    m, groups = ids.numel(), len(sizes)
-    a, a_sf, b, b_sf = _operands(m, n, k, dtype, "1d2d", gen, b_groups=(groups,))
-    d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-    kwargs = dict(grouped_layout=ids, a_scale=a_sf, b_scale=b_sf)
-    call = calls.m_contiguous_call(a, b, d, **kwargs)
+    call, run = contiguous_case(dtype, n=400, seed=11)  # 5 n-blocks of 80: a spare CTA
     assert _resolved_multicast(call) == "a"
-    _check(call, lambda: dgreg.m_grouped_gemm_contiguous(a, b, d, **kwargs),
-           1e-3 if dtype == "fp8" else 1e-5)
+    _check(call, run, 1e-3 if dtype == "fp8" else 1e-5)
 
 
 @pytest.mark.parametrize("dtype", ["fp8", "bf16"])

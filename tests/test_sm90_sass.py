@@ -17,11 +17,18 @@ from plugin_helpers import conformance_resolutions
 
 import dgreg
 from dgreg import config
-from dgreg.jit import KernelCache, build
+from dgreg.jit import KernelCache, build, compile_source
 from dgreg.registry import get_registry
 from dgreg.sass import disassemble, find_tool, summarize
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+
+
+def _need_cuobjdump() -> None:
+    try:
+        find_tool("cuobjdump")
+    except dgreg.DgregError as exc:
+        pytest.skip(str(exc))
 
 
 def _sm90_plans():
@@ -33,10 +40,7 @@ def _sm90_plans():
 
 
 def test_every_picked_config_compiles_with_qgmma_and_no_spills(tmp_path):
-    try:
-        find_tool("cuobjdump")
-    except dgreg.DgregError as exc:
-        pytest.skip(str(exc))
+    _need_cuobjdump()
     plans = _sm90_plans()
     assert len(plans) >= 10, "the suite's FP8 NT shapes should need many configs"
     cache = KernelCache(tmp_path)
@@ -63,13 +67,8 @@ def test_every_picked_config_compiles_with_qgmma_and_no_spills(tmp_path):
 
 @pytest.mark.parametrize("elem_bytes", [1, 2])
 def test_transpose_kernel_compiles_with_vector_accesses_and_no_local_memory(tmp_path, elem_bytes):
-    try:
-        find_tool("cuobjdump")
-    except dgreg.DgregError as exc:
-        pytest.skip(str(exc))
+    _need_cuobjdump()
     from dgreg_sm90 import transpose
-
-    from dgreg.jit import compile_source
 
     built = compile_source(transpose.source(elem_bytes), tmp_path)
     sass = disassemble(built.cubin)
@@ -88,12 +87,7 @@ def test_multicast_kernels_load_through_the_cluster_and_fence_only_at_its_barrie
     """Each CTA multicasts its half of the shared tile; stages go back to both CTAs through
     remote mbarrier arrivals with no GPU-wide memory barrier per arrival (an earlier version,
     with arrivals released at cluster scope, had one in the K loop and ran 1.5-2x slower)."""
-    try:
-        find_tool("cuobjdump")
-    except dgreg.DgregError as exc:
-        pytest.skip(str(exc))
-    from dgreg.jit import compile_source
-
+    _need_cuobjdump()
     built = compile_source(codegen.gemm_source(cfg), tmp_path)
     sass = disassemble(built.cubin)
     summary = summarize(sass)

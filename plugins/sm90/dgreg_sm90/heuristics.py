@@ -98,14 +98,20 @@ def inflight_pays(dtype: str, block_m: int, stages: int) -> bool:
     return dtype == "bf16" and block_m <= 128 and stages >= 4
 
 
-def _units(m: int, n: int, config: Sm90GemmConfig, batch: int) -> int:
-    """Work units, one per CTA's tile (or K slice): with multicast, pairs of them, the odd
-    block count rounded up (the spare CTA only loads its half of the shared tile)."""
-    m_blocks, n_blocks = -(-m // config.block_m), -(-n // config.block_n)
-    if config.multicast == "a":
+def tile_blocks(m: int, n: int, block_m: int, block_n: int, multicast: str = "") -> tuple[int, int]:
+    """(m-blocks, n-blocks) of CTA tiles: with multicast the paired dimension's count rounded
+    up to whole pairs (the spare CTA of an odd count only loads its half of the shared tile)."""
+    m_blocks, n_blocks = -(-m // block_m), -(-n // block_n)
+    if multicast == "a":
         n_blocks += n_blocks % 2
-    elif config.multicast == "b":
+    elif multicast == "b":
         m_blocks += m_blocks % 2
+    return m_blocks, n_blocks
+
+
+def _units(m: int, n: int, config: Sm90GemmConfig, batch: int) -> int:
+    """Work units, one per CTA's tile (or K slice of one)."""
+    m_blocks, n_blocks = tile_blocks(m, n, config.block_m, config.block_n, config.multicast)
     return m_blocks * n_blocks * config.split_k * batch
 
 
@@ -229,11 +235,7 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
-    m_blocks, n_blocks = -(-m // block_m), -(-n // block_n)
-    if multicast == "a":  # pairs of n-blocks (an odd count leaves one CTA without a tile)
-        n_blocks += n_blocks % 2
-    elif multicast == "b":
-        m_blocks += m_blocks % 2
+    m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n, multicast)
     tiles = m_blocks * n_blocks * batch
     units = tiles * split
     if multicast:

@@ -7,7 +7,7 @@ import ctypes
 from dgreg import LaunchSpec
 from dgreg.errors import DgregError
 from dgreg_sm90.config import Sm90GemmConfig
-from dgreg_sm90.heuristics import smem_bytes
+from dgreg_sm90.heuristics import smem_bytes, tile_blocks
 from dgreg_sm90.transpose import to_k_major
 
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
@@ -118,12 +118,8 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     sfa_strides = (1, m_pad)
     sfb_strides = (n_pad * k_blocks, 1, n_pad) if grouped else (1, n_pad)
     # split-K partials and counters: one per tile (with multicast, per tile of every pair)
-    m_slots, n_slots = -(-m // bm), -(-n // bn)
-    if config.multicast == "a":
-        n_slots = -(-n_slots // 2) * 2
-    elif config.multicast == "b":
-        m_slots = -(-m_slots // 2) * 2
-    tiles = m_slots * n_slots * (groups if kgrouped else 1)
+    m_blocks, n_blocks = tile_blocks(m, n, bm, bn, config.multicast)
+    tiles = m_blocks * n_blocks * (groups if kgrouped else 1)
     # rows of the A and B boxes: with multicast each CTA loads half of the shared tile
     box_rows = (bm // 2 if config.multicast == "a" else bm, bn // 2 if config.multicast == "b" else bn)
     split = config.split_k
