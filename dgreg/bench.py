@@ -105,6 +105,29 @@ def call_time_us(fn: Callable[[], Any]) -> float:
         return statistics.median(times)
 
 
+def _timed_pair(ours: Callable[[], Any], theirs: Callable[[], Any] | None,
+                rounds: int = 2) -> tuple[float, float, float, float, list[str]]:
+    """(our kernel us, our per-call us, theirs, theirs, our kernel names), each the mean over
+    ``rounds`` rounds that alternate which library runs first: the clocks drift as the card
+    heats under the per-call loops, and timing one library always first would hand the
+    other one the hotter card."""
+    ours_k, ours_c, theirs_k, theirs_c, names = [], [], [], [], []
+    for round_ in range(rounds):
+        order = [(ours, ours_k, ours_c), (theirs, theirs_k, theirs_c)]
+        for fn, kernel, call in order if round_ % 2 == 0 else order[::-1]:
+            if fn is None:
+                continue
+            us, kernel_names = kernel_time_us(fn)
+            kernel.append(us)
+            call.append(call_time_us(fn))
+            if fn is ours:
+                names = kernel_names
+    if not theirs_k:  # no vendor run
+        theirs_k = theirs_c = [math.nan]
+    return (statistics.fmean(ours_k), statistics.fmean(ours_c), statistics.fmean(theirs_k),
+            statistics.fmean(theirs_c), names)
+
+
 def measure_peaks(dtype: str = "fp8") -> dict[str, float]:
     n = 8192
     if dtype == "fp8":
@@ -294,10 +317,7 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
             log(f"  {vendor} {what}: {their_diff}")
         flops, nbytes = case["flops"], case["bytes"]
         floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
-        t_ours, names = kernel_time_us(ours)
-        c_ours = call_time_us(ours)
-        t_theirs = kernel_time_us(theirs)[0] if theirs else math.nan
-        c_theirs = call_time_us(theirs) if theirs else math.nan
+        t_ours, c_ours, t_theirs, c_theirs, names = _timed_pair(ours, theirs)
         op, problem, *fields = case["explain"]
         config = dgreg.explain(op, problem, file=None, **(fields[0] if fields else {})).choice.config
         row = {
