@@ -59,13 +59,21 @@ def block_k(dtype: str) -> int:
     return 128 if dtype == "fp8" else 64  # 128 bytes of K either way
 
 
-def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT) -> int:
-    """The deepest ring that fits next to the epilogue (at most one stage per K block)."""
+def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT,
+               max_stages: int = MAX_STAGES) -> int:
+    """The deepest ring that fits next to the epilogue (at most one stage per K block, and
+    ``max_stages``)."""
     budget = smem_limit - SMEM_SPARE - 16 - epilogue_bytes(config.block_m, config.block_n,
                                                              config.epilogue)
     fit = budget // (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16)
     k_blocks = max(1, -(-k // block_k(config.dtype)))
-    return max(0, min(MAX_STAGES, fit, max(2, k_blocks)))
+    return max(0, min(max_stages, fit, max(2, k_blocks)))
+
+
+def streaming(dtype: str, m: int, k: int) -> bool:
+    """A BF16 problem of few rows and a long K: every CTA streams a slice of B from HBM for
+    most of its time (see STREAM_BYTES_PER_NS)."""
+    return dtype == "bf16" and m <= STREAM_MAX_M and k >= STREAM_MIN_K
 
 
 def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8",
@@ -181,6 +189,10 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
                               inflight=bool(fields.get("inflight", variant.inflight)))
     except ValueError as exc:
         raise ValueError(f"DGREG_SM90_CONFIG={text!r}: {exc}") from None
+    if smem_bytes(config) > smem_limit:
+        raise ValueError(f"DGREG_SM90_CONFIG={text!r}: {stages} stages need "
+                         f"{smem_bytes(config)} bytes of shared memory, more than the "
+                         f"{smem_limit} a block may have")
     return ConfigChoice(config, {"forced_by": "DGREG_SM90_CONFIG", "work_units": units})
 
 
@@ -198,6 +210,19 @@ SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split un
 # 256 x 176 with 2 stages (the model's favourite) 1.2x slower than 128 x 256 with 3
 # (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
 MIN_RING = 3
+# BF16 with M <= 128 and K >= 4096 (`streaming`): measured on an H200, such kernels stream B at
+# 2.8-3.1 TB/s whatever the tiles (2026-11-21-h200-stream-ab.txt), and a split's reduction and
+# each unit's start come on top of that stream (benchmarks/splitk_probe_sm90.py: 2-3.8 us per
+# split tile). So their floor is the stream at STREAM_BYTES_PER_NS plus those costs, and their
+# rings may be as deep as STREAM_MAX_STAGES: a K-long unit of 64 x 32 tiles with 16 stages ran
+# 1.18x faster than with 8. Unsplit tiles that fill the SMs then win: 64 x 4096 x 7168 +8.5%,
+# 64 / 128 x 7168 x 16384 +4% / +9%. Not FP8: there each K block waits for its wgmma before
+# the promotion, and the same model moved six FP8 picks 2-23% the wrong way; nor short K,
+# where it moved four BF16 picks 1-4% the wrong way.
+STREAM_BYTES_PER_NS = 3000.0
+STREAM_MAX_M = 128
+STREAM_MIN_K = 4096
+STREAM_MAX_STAGES = 16
 # The epilogue's cost, as multiples of moving D's bytes at the L2 rate. The TMA store overlaps
 # the next unit's K loop: a quarter (fitted on the BF16 M = 4096 sweep). The synchronous
 # epilogues (staged rows and 16-byte stores, or stores from registers) hold the math warps
@@ -260,8 +285,13 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     if split > 1:
         unit += SPLIT_FIXED_NS
     elem = 1 if dtype == "fp8" else 2
-    floor = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n) / HBM_BYTES_PER_NS
-    return max(waves * unit, floor), units, waves
+    nbytes = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n)
+    if streaming(dtype, m, k):  # the stream, then the unit's start and a split's reduction
+        stream = nbytes / STREAM_BYTES_PER_NS * (1 + MULTICAST_COST if multicast else 1)
+        if split > 1:
+            stream += SPLIT_FIXED_NS + split * block_m * block_n * 4 / L2_BYTES_PER_NS
+        return max(waves * unit, stream + UNIT_FIXED_NS), units, waves
+    return max(waves * unit, nbytes / HBM_BYTES_PER_NS), units, waves
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
@@ -301,7 +331,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             if legal(block_m, block_n, 1, dtype, sfb_rows, grouped):
                 continue
             config = attrs.evolve(variant, block_m=block_m, block_n=block_n)
-            stages = stages_for(config, k, smem_limit)
+            stages = stages_for(config, k, smem_limit,
+                                STREAM_MAX_STAGES if streaming(dtype, m, k) else MAX_STAGES)
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
             tiles = -(-m // block_m) * -(-n // block_n) * batch
