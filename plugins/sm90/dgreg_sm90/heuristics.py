@@ -211,14 +211,15 @@ SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split un
 # (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
 MIN_RING = 3
 # BF16 with M <= 128 and K >= 4096 (`streaming`): measured on an H200, such kernels stream B at
-# 2.8-3.1 TB/s whatever the tiles (2026-11-21-h200-stream-ab.txt), and a split's reduction and
-# each unit's start come on top of that stream (benchmarks/splitk_probe_sm90.py: 2-3.8 us per
-# split tile). So their floor is the stream at STREAM_BYTES_PER_NS plus those costs, and their
-# rings may be as deep as STREAM_MAX_STAGES: a K-long unit of 64 x 32 tiles with 16 stages ran
-# 1.18x faster than with 8. Unsplit tiles that fill the SMs then win: 64 x 4096 x 7168 +8.5%,
-# 64 / 128 x 7168 x 16384 +4% / +9%. Not FP8: there each K block waits for its wgmma before
-# the promotion, and the same model moved six FP8 picks 2-23% the wrong way; nor short K,
-# where it moved four BF16 picks 1-4% the wrong way.
+# 2.8-3.1 TB/s whatever the tiles, and a split's reduction and each unit's start come on top
+# of that stream (benchmarks/splitk_probe_sm90.py: 2-3.8 us per split tile). So their floor is
+# the stream at STREAM_BYTES_PER_NS plus those costs, and their rings may be as deep as
+# STREAM_MAX_STAGES (64 x 32 tiles, K-long units: 16 stages ran 1.18x faster than 8). Unsplit
+# tiles then win: forced A/B of the six picks this moves (results/2026-11-21-h200-stream-ab.txt)
+# 64 x 4096 x 7168 +10%, 128 x 7168 x 16384 +9%, 128 x 4096 x 7168 +2%, 64 x 7168 x 16384 +1%,
+# the other two within 1%. Not FP8 (each K block waits for its wgmma before the promotion):
+# the same model moved six FP8 picks 2-23% the wrong way; nor short K, where it moved three
+# BF16 picks 1-4% the wrong way.
 STREAM_BYTES_PER_NS = 3000.0
 STREAM_MAX_M = 128
 STREAM_MIN_K = 4096
