@@ -15,22 +15,11 @@ import json
 import os
 import sys
 
-from sm90_forced import forced_plan, prebuild
-
-import dgreg
-
-
-def op_problem(key: list) -> tuple[str, dgreg.Problem]:
-    if key[0] in ("fp8", "bf16"):
-        return f"{key[0]}_gemm", dgreg.Problem(*key[1:])
-    kind, groups, per, n, k = key
-    if kind == "masked":
-        return "m_grouped_fp8_gemm_masked", dgreg.Problem(per, n, k, groups, expected_m=per)
-    return "m_grouped_fp8_gemm_contiguous", dgreg.Problem(groups * per, n, k, groups)
+from sm90_forced import checked_kernel_us, op_problem, prebuild
 
 
 def run(cases: list[dict]) -> list[dict]:
-    from dgreg.bench import _SUITES, _check, kernel_time_us
+    from dgreg.bench import _SUITES
 
     rows = []
     for case in cases:
@@ -39,11 +28,8 @@ def run(cases: list[dict]) -> list[dict]:
         prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
         times: dict[str, list[float]] = {}
         for label in ("before", "after", "before"):
-            forced_plan(*op_problem(key), case[label])  # sets DGREG_SM90_CONFIG for the call
-            prepared["d"].fill_(float("nan"))
-            prepared["ours"]()
-            _check(prepared["d"], prepared["ref"], f"{key} {case[label]}", prepared["limit"])
-            times.setdefault(label, []).append(kernel_time_us(prepared["ours"], calls=20)[0])
+            us, _ = checked_kernel_us(prepared, *op_problem(key), case[label], f"{key} {case[label]}")
+            times.setdefault(label, []).append(us)
         before, after = min(times["before"]), times["after"][0]
         rows.append({**case, "before_us": times["before"], "after_us": after})
         print(f"{key!s:<36} {case['before']:<58} {before:8.1f} | {case['after']:<58} "

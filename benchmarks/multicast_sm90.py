@@ -17,27 +17,18 @@ import json
 import os
 import sys
 
-from sm90_forced import forced_plan
+from sm90_forced import checked_kernel_us, forced_plan, op_problem
 
 import dgreg
-
-_OPS = {"fp8": "fp8_gemm", "bf16": "bf16_gemm"}
 
 
 def _problems(suite: str):
     """(shape, op, problem) per row of ``dgreg bench``'s table of ``suite``."""
     from dgreg.bench import DENSE_SHAPES, GROUPED_SHAPES
 
-    if suite in _OPS:
-        return [(shape, _OPS[suite], dgreg.Problem(*shape)) for shape in DENSE_SHAPES]
-    out = []
-    for (kind, groups, per, n, k), _ in GROUPED_SHAPES:
-        if kind == "masked":
-            problem = dgreg.Problem(per, n, k, groups, expected_m=per)
-        else:
-            problem = dgreg.Problem(groups * per, n, k, groups)
-        out.append(((kind, groups, per, n, k), f"m_grouped_fp8_gemm_{kind}", problem))
-    return out
+    if suite in ("fp8", "bf16"):
+        return [(shape, *op_problem([suite, *shape])) for shape in DENSE_SHAPES]
+    return [(shape, *op_problem(list(shape))) for shape, _ in GROUPED_SHAPES]
 
 
 def variants(op: str, problem, device=None) -> list[tuple[str, str]]:
@@ -80,7 +71,7 @@ def main() -> int:
 
     import torch
 
-    from dgreg.bench import _SUITES, _check, kernel_time_us
+    from dgreg.bench import _SUITES
 
     rows = []
     for suite in args.suite:
@@ -88,12 +79,8 @@ def main() -> int:
         for shape, op, problem in _problems(suite):
             case = prepare(*shape)
             for label, forced in variants(op, problem):
-                res = forced_plan(op, problem, forced)
-                case["d"].fill_(float("nan"))
                 try:
-                    case["ours"]()
-                    _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])
-                    t, _ = kernel_time_us(case["ours"], calls=20)
+                    t, res = checked_kernel_us(case, op, problem, forced, f"{shape} {forced}")
                 except Exception as exc:  # report and go on: the table shows what failed
                     print(f"{suite:>7} {shape} {label:<14} FAILED: {exc}", flush=True)
                     rows.append({"suite": suite, "shape": list(shape), "variant": label,

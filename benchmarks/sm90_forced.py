@@ -1,5 +1,5 @@
-"""Resolving and prebuilding sm90 kernels under a forced ``DGREG_SM90_CONFIG`` (shared by the
-sweep, multicast and forced-A/B benchmark scripts)."""
+"""Resolving, timing and prebuilding sm90 kernels under a forced ``DGREG_SM90_CONFIG`` (shared
+by the sweep, multicast, forced-A/B and split-K probe benchmark scripts)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,32 @@ def forced_plan(op: str, problem: Any, forced: str, device: Any = None, **fields
     os.environ["DGREG_SM90_CONFIG"] = forced
     dispatch.clear_caches()
     return dgreg.explain(op, problem, device=device, file=None, **fields)
+
+
+def op_problem(key: list) -> tuple[str, Any]:
+    """(op, problem) of a case key: ``["fp8" | "bf16", M, N, K]`` or ``["masked" |
+    "contiguous", G, M per group, N, K]`` (the FP8 MoE shapes of ``dgreg bench grouped``)."""
+    if key[0] in ("fp8", "bf16"):
+        return f"{key[0]}_gemm", dgreg.Problem(*key[1:])
+    kind, groups, per, n, k = key
+    if kind == "masked":
+        return "m_grouped_fp8_gemm_masked", dgreg.Problem(per, n, k, groups, expected_m=per)
+    return "m_grouped_fp8_gemm_contiguous", dgreg.Problem(groups * per, n, k, groups)
+
+
+def checked_kernel_us(case: dict, op: str, problem: Any, forced: str, what: str,
+                      calls: int = 20, check: bool = True) -> tuple[float, Any]:
+    """(kernel time in us, resolution) of a prepared ``dgreg bench`` case under
+    ``DGREG_SM90_CONFIG=forced``: D is poisoned, the call checked against the float64
+    reference (unless ``check`` is False: a timing-only variant), then timed."""
+    from dgreg.bench import _check, kernel_time_us
+
+    res = forced_plan(op, problem, forced)
+    case["d"].fill_(float("nan"))
+    case["ours"]()
+    if check:
+        _check(case["d"], case["ref"], what, case["limit"])
+    return kernel_time_us(case["ours"], calls=calls)[0], res
 
 
 def prebuild(jobs: Iterable[tuple[str, Any, str]], cache_dir: str) -> int:

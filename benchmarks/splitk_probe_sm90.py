@@ -18,7 +18,7 @@ import json
 import sys
 
 import dgreg_sm90.codegen as codegen
-from sm90_forced import forced_plan, prebuild
+from sm90_forced import checked_kernel_us, forced_plan, prebuild
 
 import dgreg
 
@@ -83,20 +83,16 @@ def main() -> int:
             prebuild(((f"{d}_gemm", dgreg.Problem(m, n, k), forced)
                       for v, d, m, n, k, forced in runs if v == variant), args.prebuild)
         return 0
-    from dgreg.bench import _SUITES, _check, kernel_time_us
+    from dgreg.bench import _SUITES
 
     rows = []
     for round_ in range(2):
         for variant, dtype, m, n, k, forced in runs:
             use(variant)
-            prepared = _SUITES[dtype][0](m, n, k)
-            forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
-            prepared["d"].fill_(float("nan"))
-            prepared["ours"]()
-            if variant in ("base", "unroll"):
-                _check(prepared["d"], prepared["ref"], f"{dtype} {m} {n} {k} {forced}",
-                       prepared["limit"])
-            us = kernel_time_us(prepared["ours"], calls=30)[0]
+            us, _ = checked_kernel_us(_SUITES[dtype][0](m, n, k), f"{dtype}_gemm",
+                                      dgreg.Problem(m, n, k), forced,
+                                      f"{dtype} {m} {n} {k} {forced}", calls=30,
+                                      check=variant in ("base", "unroll"))
             rows.append({"round": round_, "variant": variant, "shape": [dtype, m, n, k],
                          "config": forced, "us": us})
             print(f"{round_} {variant:9s} {dtype:4s} {m:5d} {n:6d} {k:6d} {forced:58s} {us:8.2f}",

@@ -13,15 +13,13 @@ sweep would run into a kernel cache (no GPU needed: the device is simulated with
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 
-from sm90_forced import forced_plan
+from sm90_forced import checked_kernel_us, forced_plan
 
 import dgreg
-from dgreg import dispatch
 
 SHAPES = {
     "fp8": [(64, 2112, 7168), (64, 4096, 7168), (64, 7168, 2048), (128, 2112, 7168),
@@ -97,28 +95,22 @@ def main() -> int:
 
     import torch
 
-    from dgreg.bench import _check, _operands, kernel_time_us
+    from dgreg.bench import _SUITES
 
     rows = []
-    limit = 1e-3 if args.dtype == "fp8" else 1e-5
     for m, n, k in SHAPES[args.dtype]:
-        a, a_sf, b, b_sf, ref = _operands(args.dtype, m, n, k)
+        case = _SUITES[args.dtype][0](m, n, k)
         for forced in _configs(args.dtype, m):
             text = _resolve_forced(forced, args.dtype, m, n, k)
             if forced == "+inflight" and not text:
                 continue
-            os.environ["DGREG_SM90_CONFIG"] = text
-            dispatch.clear_caches()
-            d = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
-            fn = functools.partial(dgreg.gemm, a, b, d, a_scale=a_sf, b_scale=b_sf)
             try:
-                fn()
-                _check(d, ref, text, limit)
-                t, _ = kernel_time_us(fn, calls=20)
+                t, res = checked_kernel_us(case, _op(args.dtype), dgreg.Problem(m, n, k), text,
+                                           text)
             except Exception as exc:  # an illegal config for this shape: report, go on
                 print(f"{m:>5} {n:>6} {k:>6} {text or 'heuristic':<44} failed: {exc}")
                 continue
-            cfg = dgreg.explain(_op(args.dtype), (m, n, k), file=None).choice.config
+            cfg = res.choice.config
             tflops = 2 * m * n * k / t / 1e6
             rows.append({"m": m, "n": n, "k": k, "forced": text, "config": repr(cfg),
                          "kernel_us": t, "tflops": tflops})

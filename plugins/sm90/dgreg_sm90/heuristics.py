@@ -280,18 +280,14 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
         per_k_block *= 0.96
     epilogue = block_m * block_n * (out_bytes + c_bytes) / L2_BYTES_PER_NS
     epilogue *= EPILOGUE_TMA_SHARE if tma_store else EPILOGUE_SYNC_COST
-    if split > 1:  # write the FP32 partial; the last unit reads the others back
-        epilogue += split * block_m * block_n * 4 / L2_BYTES_PER_NS
-    unit = -(-k_blocks // split) * per_k_block + epilogue + UNIT_FIXED_NS
-    if split > 1:
-        unit += SPLIT_FIXED_NS
+    # a split unit writes its FP32 partial; the last unit of the tile reads the others back
+    reduction = split * block_m * block_n * 4 / L2_BYTES_PER_NS + SPLIT_FIXED_NS if split > 1 else 0.0
+    unit = -(-k_blocks // split) * per_k_block + epilogue + reduction + UNIT_FIXED_NS
     elem = 1 if dtype == "fp8" else 2
     nbytes = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n)
     if streaming(dtype, m, k):  # the stream, then the unit's start and a split's reduction
         stream = nbytes / STREAM_BYTES_PER_NS * (1 + MULTICAST_COST if multicast else 1)
-        if split > 1:
-            stream += SPLIT_FIXED_NS + split * block_m * block_n * 4 / L2_BYTES_PER_NS
-        return max(waves * unit, stream + UNIT_FIXED_NS), units, waves
+        return max(waves * unit, stream + reduction + UNIT_FIXED_NS), units, waves
     return max(waves * unit, nbytes / HBM_BYTES_PER_NS), units, waves
 
 
@@ -322,6 +318,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     k_blocks = max(1, -(-k // block_k(dtype)))
     out_bytes = 4 if out_f32 else 2
     c_bytes = 4 if with_c else 0  # FP32 C, the common case (BF16 C reads half)
+    max_stages = STREAM_MAX_STAGES if streaming(dtype, m, k) else MAX_STAGES
     scored = []
     # M-grouped kernels are not split; a 256-row contiguous tile covering two experts runs
     # twice (rare: only at expert boundaries that are not 256-aligned; not modelled)
@@ -332,8 +329,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             if legal(block_m, block_n, 1, dtype, sfb_rows, grouped):
                 continue
             config = attrs.evolve(variant, block_m=block_m, block_n=block_n)
-            stages = stages_for(config, k, smem_limit,
-                                STREAM_MAX_STAGES if streaming(dtype, m, k) else MAX_STAGES)
+            stages = stages_for(config, k, smem_limit, max_stages)
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
             tiles = -(-m // block_m) * -(-n // block_n) * batch
