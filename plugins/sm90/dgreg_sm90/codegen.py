@@ -53,6 +53,7 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define MULTICAST {MULTICASTS[config.multicast]}\n"
         f"#define IS_FP8 {int(config.dtype == 'fp8')}\n"
         f"#define INFLIGHT {int(config.inflight)}\n"
+        f"#define KPAIR {int(config.kpair)}\n"
         f"#define SFB_ROWS {int(config.sfb_rows)}\n"
         f"#define GROUPED {GROUPINGS[config.grouping]}\n"
         f"#define OUT_F32 {int(config.out_f32)}\n"

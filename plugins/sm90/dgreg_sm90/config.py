@@ -13,7 +13,7 @@ MULTICASTS = {"": 0, "a": 1, "b": 2}
 
 @attrs.frozen
 class Sm90GemmConfig:
-    block_m: int  # 64 (one math warpgroup), 128 (two), 256 (two, two 64-row sub-tiles each)
+    block_m: int  # 64 (one math warpgroup, two with kpair), 128 (two), 256 (two, two 64-row sub-tiles each)
     block_n: int  # a multiple of 8, at most 192 (FP8) or 256 (BF16)
     stages: int  # depth of the TMA ring
     num_sms: int  # CTAs of the persistent grid
@@ -29,6 +29,9 @@ class Sm90GemmConfig:
     # 2-CTA cluster sharing one operand tile through TMA multicast: "a" (the pair's tiles share
     # rows: adjacent n-blocks), "b" (they share columns: adjacent m-blocks), or "" (no cluster)
     multicast: str = ""
+    # FP8 block_m 64: two math warpgroups share the tile and take its K blocks in turn, one's
+    # wgmma overlapping the other's wait and promotion (dense, no multicast)
+    kpair: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.sfb_rows and self.dtype != "fp8":
@@ -44,6 +47,9 @@ class Sm90GemmConfig:
         if self.multicast == "b" and self.block_n % 16:
             raise ValueError("multicast of B needs block_n a multiple of 16 (two halves of "
                              "whole 8-row swizzle atoms)")
+        if self.kpair and (self.dtype != "fp8" or self.block_m != 64 or self.grouping or
+                           self.multicast):
+            raise ValueError("kpair needs FP8, block_m 64, a dense GEMM and no multicast")
         if self.multicast and self.num_sms % 2:
             raise ValueError("a grid of 2-CTA clusters has an even number of CTAs")
 
@@ -60,11 +66,11 @@ class Sm90GemmConfig:
 
     @property
     def num_math_wg(self) -> int:
-        return 1 if self.block_m == 64 else 2
+        return 1 if self.block_m == 64 and not self.kpair else 2
 
     @property
     def m_sub(self) -> int:
-        return self.block_m // (64 * self.num_math_wg)
+        return 1 if self.kpair else self.block_m // (64 * self.num_math_wg)
 
     @property
     def threads(self) -> int:
@@ -90,5 +96,6 @@ class Sm90GemmConfig:
         extra += ", with_c" if self.with_c else ""
         extra += ", inflight" if self.inflight else ""
         extra += f", multicast={self.multicast}" if self.multicast else ""
+        extra += ", kpair" if self.kpair else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{extra})")

@@ -18,7 +18,7 @@ from dgreg_sm90.config import Sm90GemmConfig
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
     "Force the sm90 kernels' tile config, e.g. 'block_m=128,block_n=192,stages=5' (optional "
-    "split_k=N, inflight=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the heuristics' "
+    "split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the heuristics' "
     "choice with that multicast (for tuning and benchmarks; the heuristics' choice otherwise)."))
 
 
@@ -49,10 +49,16 @@ def epilogue_bytes(block_m: int, block_n: int, epilogue: str) -> int:
     return staged[epilogue] + 1024
 
 
+def exchange_bytes(config: Sm90GemmConfig) -> int:
+    """kpair: the second math warpgroup's FP32 totals, handed to the first through shared memory."""
+    return config.block_m * config.block_n * 4 if config.kpair else 0
+
+
 def smem_bytes(config: Sm90GemmConfig) -> int:
     """Dynamic shared memory the kernel asks for (covers the kernel's layout)."""
     return config.stages * (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16) + \
-        epilogue_bytes(config.block_m, config.block_n, config.epilogue) + SMEM_SPARE + 16
+        epilogue_bytes(config.block_m, config.block_n, config.epilogue) + exchange_bytes(config) + \
+        SMEM_SPARE + 16
 
 
 def block_k(dtype: str) -> int:
@@ -63,8 +69,8 @@ def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT,
                max_stages: int = MAX_STAGES) -> int:
     """The deepest ring that fits next to the epilogue (at most one stage per K block, and
     ``max_stages``)."""
-    budget = smem_limit - SMEM_SPARE - 16 - epilogue_bytes(config.block_m, config.block_n,
-                                                             config.epilogue)
+    budget = smem_limit - SMEM_SPARE - 16 - exchange_bytes(config) - \
+        epilogue_bytes(config.block_m, config.block_n, config.epilogue)
     fit = budget // (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16)
     k_blocks = max(1, -(-k // block_k(config.dtype)))
     return max(0, min(max_stages, fit, max(2, k_blocks)))
@@ -153,10 +159,10 @@ def parse_forced(text: str) -> dict[str, int | str]:
         if name == "multicast" and value in ("a", "b", "0"):
             fields[name] = "" if value == "0" else value
             continue
-        if name not in ("block_m", "block_n", "stages", "split_k", "inflight") or \
+        if name not in ("block_m", "block_n", "stages", "split_k", "inflight", "kpair") or \
                 not value.isdigit():
             raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
-                             f"(optional split_k=N, inflight=0|1, multicast=a|b|0; got {text!r})")
+                             f"(optional split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0; got {text!r})")
         fields[name] = int(value)
     return fields
 
@@ -179,8 +185,12 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
                                           variant.grouped or variant.k_grouped)
     if why:
         raise ValueError(f"DGREG_SM90_CONFIG={text!r}: multicast={multicast} does not apply ({why})")
-    config = attrs.evolve(variant, block_m=block_m, block_n=block_n, split_k=split,
-                          multicast=multicast, num_sms=num_sms - num_sms % (2 if multicast else 1))
+    try:
+        config = attrs.evolve(variant, block_m=block_m, block_n=block_n, split_k=split,
+                              multicast=multicast, kpair=bool(fields.get("kpair", variant.kpair)),
+                              num_sms=num_sms - num_sms % (2 if multicast else 1))
+    except ValueError as exc:
+        raise ValueError(f"DGREG_SM90_CONFIG={text!r}: {exc}") from None
     stages = fields.get("stages") or stages_for(config, k, smem_limit)
     units = _units(m, n, config, batch)
     grid = _grid(units, num_sms, variant.masked, config.cluster)
@@ -210,17 +220,26 @@ SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split un
 # 256 x 176 with 2 stages (the model's favourite) 1.2x slower than 128 x 256 with 3
 # (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
 MIN_RING = 3
-# BF16 with M <= 128 and K >= 4096 (`streaming`): measured on an H200, such kernels stream B at
-# 2.8-3.1 TB/s whatever the tiles, and a split's reduction and each unit's start come on top
-# of that stream (benchmarks/splitk_probe_sm90.py: 2-3.8 us per split tile). So their floor is
-# the stream at STREAM_BYTES_PER_NS plus those costs, and their rings may be as deep as
-# STREAM_MAX_STAGES (64 x 32 tiles, K-long units: 16 stages ran 1.18x faster than 8). Unsplit
-# tiles then win: forced A/B of the six picks this moves (results/2026-11-21-h200-stream-ab.txt)
-# 64 x 4096 x 7168 +10%, 128 x 7168 x 16384 +9%, 128 x 4096 x 7168 +2%, 64 x 7168 x 16384 +1%,
-# the other two within 1%. Not FP8 (each K block waits for its wgmma before the promotion):
-# the same model moved six FP8 picks 2-23% the wrong way; nor short K, where it moved three
-# BF16 picks 1-4% the wrong way.
-STREAM_BYTES_PER_NS = 3000.0
+# BF16 with M <= 128 and K >= 4096 (`streaming`): every CTA streams a slice of B from HBM for
+# most of its time. Measured on an H200 (forced runs, results/2026-11-21-h200-stream-ab.txt and
+# -deep-ring-ab2.json): ring depth is what such kernels need (64 x 64 tiles at M = 128: 13
+# stages 23.8 us, 8 stages 27.7 us; 64 x 32 at M = 64: 16 stages 22.8, 8 stages 27.0), a split's
+# reduction and each unit's start come on top of B's stream (benchmarks/splitk_probe_sm90.py:
+# 2-3.8 us per split tile), and the stream itself runs at about 3.6 TB/s after a start of about
+# 4 us. So their floor is that stream plus the unit's start and a split's reduction; a CTA reads
+# its tiles from L2 at the rate its ring's bytes in flight allow (Little's law: stages x stage
+# bytes over STREAM_LATENCY_NS, at most STREAM_L2_BYTES_PER_NS); and a K block takes at least
+# STREAM_MIN_BLOCK_NS (barriers and wgmma issue: 64 x 16 tiles ran 137 ns per block). Fitted on
+# the 41 forced runs of such shapes: the measured-fastest config of each shape is also the
+# model's fastest among those measured, and predictions are within 6% (rms). Rings go up to
+# STREAM_MAX_STAGES. Not FP8 (each K block waits for its wgmma before the promotion): a
+# streaming model for every dtype moved six FP8 picks 2-23% the wrong way; nor short K, where
+# it moved three BF16 picks 1-4% the wrong way.
+STREAM_BYTES_PER_NS = 3600.0
+STREAM_FIXED_NS = 4000.0
+STREAM_LATENCY_NS = 1700.0
+STREAM_L2_BYTES_PER_NS = 100.0  # per SM
+STREAM_MIN_BLOCK_NS = 120.0
 STREAM_MAX_M = 128
 STREAM_MIN_K = 4096
 STREAM_MAX_STAGES = 16
@@ -250,14 +269,17 @@ TIE_MARGIN = 1.04
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
                 split: int, dtype: str = "fp8", *, batch: int = 1, out_bytes: int = 2,
                 c_bytes: int = 0, inflight: bool = False,
-                tma_store: bool = False, multicast: str = "") -> tuple[float, int, int]:
-    """(predicted kernel time in ns, work units, waves) of one config.
+                tma_store: bool = False, multicast: str = "",
+                stages: int = MAX_STAGES) -> tuple[float, int, int, float]:
+    """(predicted kernel time in ns, work units, waves, the units' own time in ns) of one
+    config; the last is the first without the HBM floor (the slack under a floor).
 
     ``batch`` independent ``m x n x k`` problems (K-grouped: the groups, ``k`` their mean K);
     D elements of ``out_bytes``, plus ``c_bytes`` per element read from an accumulator C.
     ``inflight``: BF16 keeps a K block's wgmma in flight while it issues the next;
     ``tma_store``: D leaves through the asynchronous TMA store, overlapped with the next unit;
-    ``multicast``: "a" or "b", the operand a 2-CTA cluster shares (see MULTICAST_COST).
+    ``multicast``: "a" or "b", the operand a 2-CTA cluster shares (see MULTICAST_COST);
+    ``stages``: the ring's depth (used for `streaming` problems, see STREAM_LATENCY_NS).
     """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
@@ -272,8 +294,14 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     # BF16 has no promotion at all.
     mma_efficiency = 0.95 if block_m == 256 or dtype == "bf16" else 0.76
     flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
-    per_k_block = max((block_m + block_n) * 128 / L2_BYTES_PER_NS,
-                      2 * block_m * block_n * bk / (flops * mma_efficiency))
+    stream = streaming(dtype, m, k)
+    tile_bytes = (block_m + block_n) * 128
+    mma = 2 * block_m * block_n * bk / (flops * mma_efficiency)
+    if stream:  # the ring's bytes in flight set the L2 rate
+        rate = min(STREAM_L2_BYTES_PER_NS, stages * tile_bytes / STREAM_LATENCY_NS)
+        per_k_block = max(tile_bytes / rate, mma, STREAM_MIN_BLOCK_NS)
+    else:
+        per_k_block = max(tile_bytes / L2_BYTES_PER_NS, mma)
     if multicast:  # lockstep of the pair; no credit for the halved L2 reads (measured)
         per_k_block *= 1 + MULTICAST_COST
     if inflight:  # no drain of the tensor core between K blocks (measured 2-6% at M <= 128)
@@ -282,13 +310,14 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     epilogue *= EPILOGUE_TMA_SHARE if tma_store else EPILOGUE_SYNC_COST
     # a split unit writes its FP32 partial; the last unit of the tile reads the others back
     reduction = split * block_m * block_n * 4 / L2_BYTES_PER_NS + SPLIT_FIXED_NS if split > 1 else 0.0
-    unit = -(-k_blocks // split) * per_k_block + epilogue + reduction + UNIT_FIXED_NS
+    fixed = STREAM_FIXED_NS if stream else UNIT_FIXED_NS
+    unit = -(-k_blocks // split) * per_k_block + epilogue + reduction + fixed
     elem = 1 if dtype == "fp8" else 2
     nbytes = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n)
-    if streaming(dtype, m, k):  # the stream, then the unit's start and a split's reduction
-        stream = nbytes / STREAM_BYTES_PER_NS * (1 + MULTICAST_COST if multicast else 1)
-        return max(waves * unit, stream + reduction + UNIT_FIXED_NS), units, waves
-    return max(waves * unit, nbytes / HBM_BYTES_PER_NS), units, waves
+    if stream:  # B's stream, then the unit's start and a split's reduction
+        floor = nbytes / STREAM_BYTES_PER_NS * (1 + MULTICAST_COST if multicast else 1)
+        return max(waves * unit, floor + reduction + fixed), units, waves, waves * unit
+    return max(waves * unit, nbytes / HBM_BYTES_PER_NS), units, waves, waves * unit
 
 
 def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
@@ -318,7 +347,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     k_blocks = max(1, -(-k // block_k(dtype)))
     out_bytes = 4 if out_f32 else 2
     c_bytes = 4 if with_c else 0  # FP32 C, the common case (BF16 C reads half)
-    max_stages = STREAM_MAX_STAGES if streaming(dtype, m, k) else MAX_STAGES
+    stream = streaming(dtype, m, k)
+    max_stages = STREAM_MAX_STAGES if stream else MAX_STAGES
     scored = []
     # M-grouped kernels are not split; a 256-row contiguous tile covering two experts runs
     # twice (rare: only at expert boundaries that are not 256-aligned; not modelled)
@@ -342,15 +372,18 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     continue
                 inflight = inflight_pays(dtype, block_m, stages)
                 for mc in multicasts:
-                    ns, units, waves = estimate_ns(
+                    ns, units, waves, busy = estimate_ns(
                         m, n, k, num_sms, block_m, block_n, split, dtype, batch=batch,
                         out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
-                        tma_store=config.epilogue in ("tma", "mixed"), multicast=mc)
+                        tma_store=config.epilogue in ("tma", "mixed"), multicast=mc,
+                        stages=stages)
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)
                     picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
                                           inflight=inflight, multicast=mc)
-                    scored.append(((ns, waves, -block_n, block_m, split, mc), picked, units,
+                    # streaming: among configs at B's stream, the one with the most slack
+                    tie = busy if stream else 0.0
+                    scored.append(((ns, tie, waves, -block_n, block_m, split, mc), picked, units,
                                    waves, ns))
     if not scored:
         raise ValueError(f"no SM90 {dtype} config fits m={m} n={n} k={k}" +
@@ -358,7 +391,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     scored.sort(key=lambda item: item[0])
     # The model cannot tell candidates within a few percent apart; among those, the largest
     # tile moves the fewest bytes per FLOP, which held up best in measurements.
-    near = [s for s in scored if s[4] <= scored[0][4] * TIE_MARGIN]
+    # Not for `streaming` problems, whose model is fitted closely enough to be taken at its word.
+    near = scored[:1] if stream else [s for s in scored if s[4] <= scored[0][4] * TIE_MARGIN]
     pick = max(near, key=lambda s: (s[1].block_m * s[1].block_n, -s[4]))
     scored.remove(pick)
     scored.insert(0, pick)

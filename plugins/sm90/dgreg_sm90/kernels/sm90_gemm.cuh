@@ -39,6 +39,12 @@
 // hands its stages back unread. M-grouped kernels take MULTICAST 1 only: both tiles then share
 // their rows, hence their expert and whether they are skipped.
 //
+// KPAIR (FP8, BLOCK_M 64, dense, no multicast): two math warpgroups share one 64-row tile and
+// take its K blocks in turn (even blocks the first, odd ones the second), so that one's wgmma
+// run while the other waits for its own and promotes. Each stage is then released by one
+// warpgroup. At the end of a unit the second adds its totals in through shared memory (XCHG)
+// and the first alone reduces split-K partials and writes the tile.
+//
 // With SPLIT_K > 1 a tile's K blocks are shared by SPLIT_K work units; each writes its FP32
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the tile.
@@ -50,7 +56,7 @@
 // accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
+// per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
 // BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
@@ -66,6 +72,9 @@ constexpr int RASTER_M = 8;  // m-blocks per band of the tile order (see unit_wo
 constexpr int MATH_THREADS = NUM_MATH_WG * 128;
 constexpr int THREADS = MATH_THREADS + 128;
 constexpr int WG_ROWS = 64 * M_SUB;
+// warpgroups that release each stage, and the threads that write a tile (see KPAIR)
+constexpr int STAGE_WG = KPAIR ? 1 : NUM_MATH_WG;
+constexpr int EPI_THREADS = STAGE_WG * 128;
 constexpr int ACC = BLOCK_N / 2;  // accumulator floats per thread per 64-row sub-tile
 constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
 constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
@@ -98,10 +107,14 @@ constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
 constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : (TMA_STORE && !MIXED_STORE) ? BLOCK_M * BLOCK_N * 2
                                                                           : BLOCK_M * D_PITCH;
 constexpr uint32_t OFF_D = (OFF_SFB + STAGES * SFB_STRIDE + 1023) / 1024 * 1024;
-constexpr uint32_t OFF_BAR = OFF_D + D_BYTES;
+constexpr uint32_t OFF_X = OFF_D + D_BYTES;  // KPAIR: the second warpgroup's totals
+constexpr uint32_t X_BYTES = KPAIR ? BLOCK_M * BLOCK_N * 4 : 0;
+constexpr uint32_t OFF_BAR = OFF_X + X_BYTES;
 constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
 constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
-static_assert(BLOCK_M == NUM_MATH_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows");
+static_assert(BLOCK_M == STAGE_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows (KPAIR: the same ones)");
+static_assert(!KPAIR || (IS_FP8 && BLOCK_M == 64 && NUM_MATH_WG == 2 && GROUPED == 0 && MULTICAST == 0),
+              "KPAIR: FP8, one 64-row tile for two warpgroups, dense, no cluster");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
 static_assert(!(GROUPED == 1 || GROUPED == 2) || SPLIT_K == 1, "M-grouped GEMMs are not split");
@@ -280,7 +293,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
-            mbar_init(bar_empty + s * 8, NUM_MATH_WG * 4 * CLUSTER);  // one per math warp (of the pair)
+            mbar_init(bar_empty + s * 8, STAGE_WG * 4 * CLUSTER);  // one per math warp (of the pair)
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -339,6 +352,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     regs_alloc<232>();
     const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
     const int row_in_wg = warp * 16 + lane / 4;  // rows row_in_wg and row_in_wg + 8 of each sub-tile
+    const int wg_row0 = KPAIR ? 0 : warpgroup * WG_ROWS;  // the warpgroup's first row in the tile
     const float* sfa_smem = reinterpret_cast<const float*>(smem + OFF_SFA);
     float total[M_SUB][ACC];
     float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)
@@ -371,7 +385,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 int held = -1;  // INFLIGHT: the stage whose wgmma groups may still be running
                 for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                     mbar_wait(bar_full + stage * 8, phase);
-                    const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
+                    const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
                     const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
                     #pragma unroll
                     for (int s = 0; s < M_SUB; ++s) {
@@ -416,6 +430,10 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
             const int second = min(BLOCK_N / 8, first + 16);
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+                if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {  // the other warpgroup's block
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                    continue;
+                }
                 float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
                 if constexpr (!SFB_ROWS) {
                     sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
@@ -423,9 +441,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
                 }
                 mbar_wait(bar_full + stage * 8, phase);
-                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + warpgroup * WG_ROWS * ROW_BYTES;
+                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
                 const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
-                const float* sfa = sfa_smem + stage * BLOCK_M + warpgroup * WG_ROWS;
+                const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
                 // 1d1d: this K block's per-column B scales (columns 8 j + 2 (lane % 4) + {0, 1})
                 const float* sfb_cols = reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE) +
                                         2 * (lane % 4);
@@ -478,22 +496,37 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             }
             }
 
+            if constexpr (KPAIR) {  // the second warpgroup's totals join the first's
+                float* xchg = reinterpret_cast<float*>(smem + OFF_X);
+                if (warpgroup == 1) {
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) xchg[i * 128 + tid] = total[0][i];
+                    named_barrier(2, MATH_THREADS);  // written
+                    named_barrier(3, MATH_THREADS);  // read: free for the next unit
+                    continue;
+                }
+                named_barrier(2, MATH_THREADS);
+                #pragma unroll
+                for (int i = 0; i < ACC; ++i) total[0][i] += xchg[i * 128 + tid];
+                named_barrier(3, MATH_THREADS);
+            }
+
             if constexpr (SPLIT_K > 1) {
                 // Partial tiles live in the workspace in the accumulator's own thread layout, so
                 // each thread later reads back exactly what the other units' threads wrote.
                 float* tile_ws = workspace + static_cast<size_t>(w.tile) * SPLIT_K * (BLOCK_M * BLOCK_N);
                 const int split = unit % SPLIT_K;
-                // float4 number q of math thread T sits at q * MATH_THREADS + T: coalesced
+                // float4 number q of math thread T sits at q * EPI_THREADS + T: coalesced
                 const int me = warpgroup * 128 + tid;
                 float4* mine = reinterpret_cast<float4*>(tile_ws + split * (BLOCK_M * BLOCK_N)) + me;
                 #pragma unroll
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
                     for (int i = 0; i < ACC; i += 4)
-                        __stcg(mine + (s * ACC + i) / 4 * MATH_THREADS,
+                        __stcg(mine + (s * ACC + i) / 4 * EPI_THREADS,
                                make_float4(total[s][i], total[s][i + 1], total[s][i + 2], total[s][i + 3]));
                 __threadfence();  // publish the partial before counting this unit as done
-                named_barrier(1, MATH_THREADS);
+                named_barrier(1, EPI_THREADS);
                 volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);
                 if (threadIdx.x == 0) {
                     const int done = atomicAdd(counters + w.tile, 1);
@@ -501,7 +534,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     if (last) counters[w.tile] = 0;  // ready for the next launch
                     *flag = last;
                 }
-                named_barrier(1, MATH_THREADS);
+                named_barrier(1, EPI_THREADS);
                 if (!*flag) continue;
                 __threadfence();  // see every other unit's partial
                 #pragma unroll 1
@@ -513,7 +546,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     for (int s = 0; s < M_SUB; ++s)
                         #pragma unroll
                         for (int i = 0; i < ACC; i += 4) {
-                            const float4 v = __ldcg(theirs + (s * ACC + i) / 4 * MATH_THREADS);
+                            const float4 v = __ldcg(theirs + (s * ACC + i) / 4 * EPI_THREADS);
                             total[s][i] += v.x;
                             total[s][i + 1] += v.y;
                             total[s][i + 2] += v.z;
@@ -531,7 +564,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
                     for (int h = 0; h < 2; ++h) {
-                        const int row = m0 + warpgroup * WG_ROWS + s * 64 + row_in_wg + 8 * h;
+                        const int row = m0 + wg_row0 + s * 64 + row_in_wg + 8 * h;
                         if (!row_written(row, m, w, m_per_group, row_groups)) continue;
                         out_t* d_row = d_tile + row * ldd;
                         const long long c_row = c_group + row * ldc;  // in elements
@@ -569,17 +602,17 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
                     for (int h = 0; h < 2; ++h)
-                        mine = mine && row_written(m0 + warpgroup * WG_ROWS + s * 64 + row_in_wg + 8 * h,
+                        mine = mine && row_written(m0 + wg_row0 + s * 64 + row_in_wg + 8 * h,
                                                    m, w, m_per_group, row_groups);
-                whole = barrier_and(1, MATH_THREADS, mine);
+                whole = barrier_and(1, EPI_THREADS, mine);
             }
             if (whole) {
                 // the previous tile's TMA store must have read the staging buffer before reuse
                 if (threadIdx.x == 0) tma_store_wait_read();
-                named_barrier(1, MATH_THREADS);
+                named_barrier(1, EPI_THREADS);
                 #pragma unroll
                 for (int s = 0; s < M_SUB; ++s) {
-                    const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
+                    const int r0 = wg_row0 + s * 64 + row_in_wg;
                     #pragma unroll
                     for (int j = 0; j < BLOCK_N / 8; ++j) {
                         const int chunk = j / 8, unit16 = j % 8;  // 64 columns = 8 units of 16 bytes
@@ -594,7 +627,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     }
                 }
                 fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
-                named_barrier(1, MATH_THREADS);
+                named_barrier(1, EPI_THREADS);
                 if (threadIdx.x == 0) {
                     #pragma unroll
                     for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
@@ -609,10 +642,10 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             if constexpr (MIXED_STORE) {  // an earlier tile's TMA store may still read the buffer
                 if (threadIdx.x == 0) tma_store_wait_read();
             }
-            named_barrier(1, MATH_THREADS);  // the previous tile's rows have all been read
+            named_barrier(1, EPI_THREADS);  // the previous tile's rows have all been read
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s) {
-                const int r0 = warpgroup * WG_ROWS + s * 64 + row_in_wg;
+                const int r0 = wg_row0 + s * 64 + row_in_wg;
                 #pragma unroll
                 for (int j = 0; j < BLOCK_N / 8; ++j) {
                     const int col = 8 * j + 2 * (lane % 4);
@@ -623,9 +656,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     }
                 }
             }
-            named_barrier(1, MATH_THREADS);
+            named_barrier(1, EPI_THREADS);
             constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
-            for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += MATH_THREADS) {
+            for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += EPI_THREADS) {
                 const int row = idx / CHUNKS, chunk = idx % CHUNKS;
                 const int grow = m0 + row, gcol = n0 + chunk * 8;
                 if (gcol >= n || !row_written(grow, m, w, m_per_group, row_groups)) continue;
