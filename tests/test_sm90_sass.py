@@ -97,3 +97,19 @@ def test_multicast_kernels_load_through_the_cluster_and_fence_only_at_its_barrie
     cluster_barriers = sass.count("UCGABAR_ARV")
     assert cluster_barriers >= 2  # after the barriers' set-up, before exiting
     assert sass.count("MEMBAR.ALL.GPU") <= cluster_barriers + (2 if cfg.split_k > 1 else 0)
+
+
+@pytest.mark.parametrize("cfg", [Sm90GemmConfig(64, 128, 7, 132, split_k=2, kpair=True),
+                                 Sm90GemmConfig(64, 160, 5, 132, sfb_rows=True, out_f32=True,
+                                                with_c=True, kpair=True)], ids=repr)
+def test_kpair_kernels_hand_totals_over_between_two_math_warpgroups(cfg, tmp_path):
+    """Two math warpgroups of 128 threads each meet at the two barriers of the hand-over
+    (256 threads); the epilogue's barrier counts the first warpgroup only (128)."""
+    _need_cuobjdump()
+    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    summary = summarize(sass)
+    assert summary.local_memory == 0 and summary.count("QGMMA") >= 4
+    assert "BAR.SYNC.DEFER_BLOCKING 0x2, 0x100" in sass
+    assert "BAR.SYNC.DEFER_BLOCKING 0x3, 0x100" in sass
+    if cfg.split_k > 1:
+        assert "BAR.SYNC.DEFER_BLOCKING 0x1, 0x80" in sass

@@ -112,6 +112,15 @@ def inflight_pays(dtype: str, block_m: int, stages: int) -> bool:
     return dtype == "bf16" and block_m <= 128 and stages >= 4
 
 
+def kpair_pays(dtype: str, block_m: int, m: int, grouped: bool) -> bool:
+    """FP8 64-row tiles take their K blocks in turns of two warpgroups (kpair) where that
+    measured faster: problems of two or more m-blocks, whose B tiles are read twice (the second
+    time from L2), so that the SMs wait on the tensor core and the promotion more than on HBM.
+    Forced A/B on an H200 (results/2026-11-21-h200-kpair-ab.txt): 128 x 7168 x 2048 +9%,
+    128 x 4096 x 7168 +3%; at M = 64, where B streams from HBM once, -1% to +2%."""
+    return dtype == "fp8" and block_m == 64 and m > 64 and not grouped
+
+
 def tile_blocks(m: int, n: int, block_m: int, block_n: int, multicast: str = "") -> tuple[int, int]:
     """(m-blocks, n-blocks) of CTA tiles: with multicast the paired dimension's count rounded
     up to whole pairs (the spare CTA of an odd count only loads its half of the shared tile)."""
@@ -358,13 +367,15 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
         for block_n in BLOCK_NS if dtype == "fp8" else BLOCK_NS_BF16:
             if legal(block_m, block_n, 1, dtype, sfb_rows, grouped):
                 continue
-            config = attrs.evolve(variant, block_m=block_m, block_n=block_n)
+            kpair = kpair_pays(dtype, block_m, m, grouped or k_grouped)
+            config = attrs.evolve(variant, block_m=block_m, block_n=block_n, kpair=kpair)
             stages = stages_for(config, k, smem_limit, max_stages)
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
             tiles = -(-m // block_m) * -(-n // block_n) * batch
-            multicasts = [mc for mc in allowed_multicasts if not mc or not multicast_problem(
-                mc, block_m, block_n, m, n, num_sms, grouped or k_grouped)]
+            multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
+                          multicast_problem(mc, block_m, block_n, m, n, num_sms,
+                                            grouped or k_grouped))]
             for split in SPLITS:
                 if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
