@@ -241,7 +241,9 @@ MIN_RING = 3
 # STREAM_MIN_BLOCK_NS (barriers and wgmma issue: 64 x 16 tiles ran 137 ns per block). Fitted on
 # the 41 forced runs of such shapes: the measured-fastest config of each shape is also the
 # model's fastest among those measured, and predictions are within 6% (rms). Rings go up to
-# STREAM_MAX_STAGES. Not FP8 (each K block waits for its wgmma before the promotion): a
+# STREAM_MAX_STAGES, and `choose` takes the model's best as it is (ties: the most slack under
+# the stream). Forced A/B of the six bench picks this moved (results/2026-11-21-h200-kpair-ab.txt):
+# 128 x 4096 x 7168 +12%, 64 x 7168 x 16384 +7%, 128 x 2112 x 7168 +4%, two +1%, one 0%. Not FP8 (each K block waits for its wgmma before the promotion): a
 # streaming model for every dtype moved six FP8 picks 2-23% the wrong way; nor short K, where
 # it moved three BF16 picks 1-4% the wrong way.
 STREAM_BYTES_PER_NS = 3600.0
