@@ -13,7 +13,8 @@ MULTICASTS = {"": 0, "a": 1, "b": 2}
 
 @attrs.frozen
 class Sm90GemmConfig:
-    block_m: int  # 64 (one math warpgroup, two with kpair), 128 (two), 256 (two, two 64-row sub-tiles each)
+    # 64 (one math warpgroup, two with kpair), 128 (two), 256 (two, two 64-row sub-tiles each)
+    block_m: int
     block_n: int  # a multiple of 8, at most 192 (FP8) or 256 (BF16)
     stages: int  # depth of the TMA ring
     num_sms: int  # CTAs of the persistent grid

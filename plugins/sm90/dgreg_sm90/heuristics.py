@@ -18,8 +18,8 @@ from dgreg_sm90.config import Sm90GemmConfig
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
     "Force the sm90 kernels' tile config, e.g. 'block_m=128,block_n=192,stages=5' (optional "
-    "split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the heuristics' "
-    "choice with that multicast (for tuning and benchmarks; the heuristics' choice otherwise)."))
+    "split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the "
+    "heuristics' choice with that multicast (for tuning and benchmarks; the heuristics' choice otherwise)."))
 
 
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on H100/H200
@@ -171,7 +171,8 @@ def parse_forced(text: str) -> dict[str, int | str]:
         if name not in ("block_m", "block_n", "stages", "split_k", "inflight", "kpair") or \
                 not value.isdigit():
             raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
-                             f"(optional split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0; got {text!r})")
+                             f"(optional split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0; "
+                             f"got {text!r})")
         fields[name] = int(value)
     return fields
 
@@ -243,9 +244,10 @@ MIN_RING = 3
 # model's fastest among those measured, and predictions are within 6% (rms). Rings go up to
 # STREAM_MAX_STAGES, and `choose` takes the model's best as it is (ties: the most slack under
 # the stream). Forced A/B of the six bench picks this moved (results/2026-11-21-h200-kpair-ab.txt):
-# 128 x 4096 x 7168 +12%, 64 x 7168 x 16384 +7%, 128 x 2112 x 7168 +4%, two +1%, one 0%. Not FP8 (each K block waits for its wgmma before the promotion): a
-# streaming model for every dtype moved six FP8 picks 2-23% the wrong way; nor short K, where
-# it moved three BF16 picks 1-4% the wrong way.
+# 128 x 4096 x 7168 +12%, 64 x 7168 x 16384 +7%, 128 x 2112 x 7168 +4%, two +1%, one 0%.
+# Not FP8 (each K block waits for its wgmma before the promotion): a streaming model for every
+# dtype moved six FP8 picks 2-23% the wrong way; nor short K, where it moved three BF16 picks
+# 1-4% the wrong way.
 STREAM_BYTES_PER_NS = 3600.0
 STREAM_FIXED_NS = 4000.0
 STREAM_LATENCY_NS = 1700.0

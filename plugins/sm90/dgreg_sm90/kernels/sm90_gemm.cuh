@@ -56,8 +56,8 @@
 // accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED, OUT_F32, WITH_C (an accumulator C,
-// BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
+// per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED,
+// OUT_F32, WITH_C (an accumulator C, BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
@@ -112,8 +112,10 @@ constexpr uint32_t X_BYTES = KPAIR ? BLOCK_M * BLOCK_N * 4 : 0;
 constexpr uint32_t OFF_BAR = OFF_X + X_BYTES;
 constexpr uint32_t OFF_FLAG = OFF_BAR + 2 * STAGES * 8;
 constexpr uint32_t SMEM_BYTES = OFF_FLAG + 16;
-static_assert(BLOCK_M == STAGE_WG * WG_ROWS, "each math warpgroup owns WG_ROWS rows (KPAIR: the same ones)");
-static_assert(!KPAIR || (IS_FP8 && BLOCK_M == 64 && NUM_MATH_WG == 2 && GROUPED == 0 && MULTICAST == 0),
+static_assert(BLOCK_M == STAGE_WG * WG_ROWS,
+              "each math warpgroup owns WG_ROWS rows (KPAIR: the same ones)");
+static_assert(!KPAIR || (IS_FP8 && BLOCK_M == 64 && NUM_MATH_WG == 2 && GROUPED == 0 &&
+                         MULTICAST == 0),
               "KPAIR: FP8, one 64-row tile for two warpgroups, dense, no cluster");
 static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
@@ -293,7 +295,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         if constexpr (TMA_STORE) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
-            mbar_init(bar_empty + s * 8, STAGE_WG * 4 * CLUSTER);  // one per math warp (of the pair)
+            // one arrival per math warp that releases stages (of both CTAs of a pair)
+            mbar_init(bar_empty + s * 8, STAGE_WG * 4 * CLUSTER);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
