@@ -34,10 +34,16 @@ BLOCK_NS_BF16 = tuple(range(16, 257, 8))
 MAX_BLOCK_N_SFB_ROWS = 160
 
 
-def stage_bytes(block_m: int, block_n: int, sfb_rows: bool = False) -> int:
-    """A and B tiles (128 bytes of K per row either dtype), the FP8 A scales and, for the
-    1d1d recipe, B's per-row scales (each stage's slice 128-byte aligned for the TMA)."""
-    return block_m * 128 + block_n * 128 + block_m * 4 + (-(-block_n * 4 // 128) * 128 if sfb_rows else 0)
+def stage_bytes(block_m: int, block_n: int, sfb_rows: bool = False, dtype: str = "fp8") -> int:
+    """A and B tiles (128 bytes of K per row either dtype), the FP8 A scales and B's scales:
+    per row for the 1d1d recipe (each stage's slice 128-byte aligned for the TMA), up to three
+    block scales in 16 bytes for 1d2d."""
+    sfb = -(-block_n * 4 // 128) * 128 if sfb_rows else 16 if dtype == "fp8" else 0
+    return block_m * 128 + block_n * 128 + block_m * 4 + sfb
+
+
+def config_stage_bytes(config: Sm90GemmConfig) -> int:
+    return stage_bytes(config.block_m, config.block_n, config.sfb_rows, config.dtype)
 
 
 def epilogue_bytes(block_m: int, block_n: int, epilogue: str) -> int:
@@ -56,7 +62,7 @@ def exchange_bytes(config: Sm90GemmConfig) -> int:
 
 def smem_bytes(config: Sm90GemmConfig) -> int:
     """Dynamic shared memory the kernel asks for (covers the kernel's layout)."""
-    return config.stages * (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16) + \
+    return config.stages * (config_stage_bytes(config) + 16) + \
         epilogue_bytes(config.block_m, config.block_n, config.epilogue) + exchange_bytes(config) + \
         SMEM_SPARE + 16
 
@@ -71,7 +77,7 @@ def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT,
     ``max_stages``)."""
     budget = smem_limit - SMEM_SPARE - 16 - exchange_bytes(config) - \
         epilogue_bytes(config.block_m, config.block_n, config.epilogue)
-    fit = budget // (stage_bytes(config.block_m, config.block_n, config.sfb_rows) + 16)
+    fit = budget // (config_stage_bytes(config) + 16)
     k_blocks = max(1, -(-k // block_k(config.dtype)))
     return max(0, min(max_stages, fit, max(2, k_blocks)))
 

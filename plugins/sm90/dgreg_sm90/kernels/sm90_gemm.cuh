@@ -80,7 +80,10 @@ constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
 constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
 constexpr uint32_t SFA_BYTES = IS_FP8 ? BLOCK_M * 4 : 0;
 constexpr uint32_t SFB_BYTES = SFB_ROWS ? BLOCK_N * 4 : 0;  // TMA bytes per stage
-constexpr uint32_t SFB_STRIDE = (SFB_BYTES + 127) / 128 * 128;  // TMA wants 128-byte aligned smem
+// 1d1d: the stage's per-row B scales (TMA wants 128-byte aligned smem); 1d2d: the up to three
+// B block scales of the tile's columns for the stage's K block, copied in by the producer
+constexpr bool SFB_BLOCKS = IS_FP8 && !SFB_ROWS;
+constexpr uint32_t SFB_STRIDE = SFB_ROWS ? (SFB_BYTES + 127) / 128 * 128 : SFB_BLOCKS ? 16 : 0;
 constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES + SFB_BYTES;
 constexpr int CLUSTER = MULTICAST ? 2 : 1;
 // rows of the A and B tiles each CTA loads (half of the shared one)
@@ -263,7 +266,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             const __grid_constant__ CUtensorMap map_sfb,  // SFB_ROWS: [(G *) KB, N_pad] f32, box [1, BN]
             const __grid_constant__ CUtensorMap map_d,    // TMA_STORE: [M, N] bf16, box [BM, 64]
             const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
-            long long sfb_stride_g,  // 1d2d B scales [(G,) NB, KB], read directly
+            long long sfb_stride_g,  // 1d2d B scales [(G,) NB, KB], copied into the ring
             out_t* d, long long ldd, long long d_stride_g,
             const void* c, long long ldc, long long c_stride_g, int c_f32,  // c may alias d
             int m, int n, int k, int groups, int m_per_group,
@@ -302,6 +305,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     }
     if constexpr (CLUSTER == 2) cluster_sync(); else __syncthreads();
 
+    const int last_block = (n + 127) / 128 - 1;  // 1d2d: the last B scale block
     if (warpgroup == NUM_MATH_WG) {  // ---------------- TMA producer ----------------
         regs_dealloc<40>();
         if (threadIdx.x == MATH_THREADS) {
@@ -317,6 +321,18 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                     const uint32_t full = bar_full + stage * 8;
                     mbar_wait(bar_empty + stage * 8, phase ^ 1);
+                    if (SFB_BLOCKS && w.valid) {
+                        // 1d2d B scales: copied with the stage, so that the math warps find them
+                        // in shared memory instead of waiting on a global load each K block
+                        const float* col = sfb + w.group * sfb_stride_g + kb * sfb_stride_k;
+                        const int nb0 = w.n_blk * BLOCK_N / 128;
+                        const uint32_t dst = base + OFF_SFB + stage * SFB_STRIDE;
+                        cp_async_4(dst, col + nb0 * sfb_stride_n);
+                        cp_async_4(dst + 4, col + min(nb0 + 1, last_block) * sfb_stride_n);
+                        if constexpr (BLOCK_N > 128)
+                            cp_async_4(dst + 8, col + min(nb0 + 2, last_block) * sfb_stride_n);
+                        cp_async_arrive(full);  // before the arrival below: the phase waits for them
+                    }
                     mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);
                     if constexpr (MULTICAST == 1)  // this CTA's half of the pair's A tile
                         tma_load_2d_multicast(base + OFF_A + stage * A_BYTES + rank * A_LOAD_ROWS * ROW_BYTES,
@@ -423,13 +439,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 }
             } else {
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
-            // its first `first` 8-column chunks use block n0 / 128, chunks up to `second` the next
-            // one, the rest the one after.
-            const float* group_sfb = sfb + w.group * sfb_stride_g;
-            const int last_block = (n + 127) / 128 - 1;
-            const int nb0 = n0 / 128;
-            const int nb1 = min(nb0 + 1, last_block);
-            const int nb2 = min(nb0 + 2, last_block);
+            // its first `first` 8-column chunks use block n0 / 128 (the stage's scale 0), chunks
+            // up to `second` the next one (scale 1), the rest the one after (scale 2).
             const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
             const int second = min(BLOCK_N / 8, first + 16);
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
@@ -437,13 +448,14 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
                     continue;
                 }
-                float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
-                if constexpr (!SFB_ROWS) {
-                    sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
-                    sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
-                    sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k) : sb1;
-                }
                 mbar_wait(bar_full + stage * 8, phase);
+                float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
+                if constexpr (SFB_BLOCKS) {
+                    const float* sfb_stage = reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE);
+                    sb0 = sfb_stage[0];
+                    sb1 = sfb_stage[1];
+                    sb2 = BLOCK_N > 128 ? sfb_stage[2] : sb1;
+                }
                 const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
                 const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
                 const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
