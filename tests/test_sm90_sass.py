@@ -113,3 +113,22 @@ def test_kpair_kernels_hand_totals_over_between_two_math_warpgroups(cfg, tmp_pat
     assert "BAR.SYNC.DEFER_BLOCKING 0x3, 0x100" in sass
     if cfg.split_k > 1:
         assert "BAR.SYNC.DEFER_BLOCKING 0x1, 0x80" in sass
+
+
+@pytest.mark.parametrize("cfg", [Sm90GemmConfig(64, 64, 12, 132, split_k=2),
+                                 Sm90GemmConfig(128, 160, 5, 132),
+                                 Sm90GemmConfig(256, 128, 3, 132)], ids=repr)
+def test_1d2d_b_scales_come_through_the_ring_for_one_sub_tile_per_warpgroup(cfg, tmp_path):
+    """With one 64-row sub-tile per warpgroup the producer copies each stage's B block scales
+    (two, or three when block_n > 128) into shared memory and the stage's barrier waits for
+    them: no global load of scales is left in the math warps. 256-row tiles read them from
+    global memory as the K block starts (their rings measured faster that way)."""
+    _need_cuobjdump()
+    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    assert summarize(sass).local_memory == 0
+    if cfg.block_m == 256:
+        assert "LDGSTS" not in sass and "LDG.E.CONSTANT" in sass
+        return
+    assert sass.count("LDGSTS.E ") == (3 if cfg.block_n > 128 else 2)
+    assert "ARRIVES.LDGSTSBAR" in sass  # the copies count towards the stage's barrier
+    assert "LDG.E.CONSTANT" not in sass

@@ -83,9 +83,9 @@ def stages_for(config: Sm90GemmConfig, k: int, smem_limit: int = SMEM_LIMIT,
 
 
 def streaming(dtype: str, m: int, k: int) -> bool:
-    """A BF16 problem of few rows and a long K: every CTA streams a slice of B from HBM for
-    most of its time (see STREAM_BYTES_PER_NS)."""
-    return dtype == "bf16" and m <= STREAM_MAX_M and k >= STREAM_MIN_K
+    """A problem of few rows (BF16 up to 128, FP8 up to 64) and a long K: every CTA streams a
+    slice of B from HBM for most of its time (see STREAM_BYTES_PER_NS)."""
+    return m <= (STREAM_MAX_M if dtype == "bf16" else STREAM_MAX_M_FP8) and k >= STREAM_MIN_K
 
 
 def legal(block_m: int, block_n: int, split_k: int = 1, dtype: str = "fp8",
@@ -236,8 +236,8 @@ SPLIT_FIXED_NS = 2000.0  # workspace round trip, fence and counter of a split un
 # 256 x 176 with 2 stages (the model's favourite) 1.2x slower than 128 x 256 with 3
 # (benchmarks/NOTES.md). Such configs are only taken when K has at most 2 blocks.
 MIN_RING = 3
-# BF16 with M <= 128 and K >= 4096 (`streaming`): every CTA streams a slice of B from HBM for
-# most of its time. Measured on an H200 (forced runs, results/2026-11-21-h200-stream-ab.txt and
+# BF16 with M <= 128 and K >= 4096 (`streaming`; FP8: M <= 64): every CTA streams a slice of B
+# from HBM for most of its time. Measured on an H200 (forced runs, results/2026-11-21-h200-stream-ab.txt and
 # -deep-ring-ab2.json): ring depth is what such kernels need (64 x 64 tiles at M = 128: 13
 # stages 23.8 us, 8 stages 27.7 us; 64 x 32 at M = 64: 16 stages 22.8, 8 stages 27.0), a split's
 # reduction and each unit's start come on top of B's stream (benchmarks/splitk_probe_sm90.py:
@@ -251,15 +251,22 @@ MIN_RING = 3
 # STREAM_MAX_STAGES, and `choose` takes the model's best as it is (ties: the most slack under
 # the stream). Forced A/B of the six bench picks this moved (results/2026-11-21-h200-kpair-ab.txt):
 # 128 x 4096 x 7168 +12%, 64 x 7168 x 16384 +7%, 128 x 2112 x 7168 +4%, two +1%, one 0%.
-# Not FP8 (each K block waits for its wgmma before the promotion): a streaming model for every
-# dtype moved six FP8 picks 2-23% the wrong way; nor short K, where it moved three BF16 picks
-# 1-4% the wrong way.
+# Not short K, where it moved three BF16 picks 1-4% the wrong way. FP8 only up to 64 rows:
+# before the 1d2d B scales came through the ring (the math warps loaded them from global memory
+# each K block), the model moved six FP8 picks 2-23% the wrong way. With them in the ring,
+# forced runs of FP8 at M = 64 (results/2026-11-21-h200-v13-ab1.txt) rank as the model does on
+# its three shapes (9% rms): unsplit 64 x 32 with 16 stages 15.1 us at 64 x 4096 x 7168 (the pick
+# was 64 x 128 split 4, 16.4), 64 x 56 with 14 39.3 us at 64 x 7168 x 16384 (64 x 176 split 3,
+# 42.9), 64 x 32 split 2 with 16 10.4 us at 64 x 2112 x 7168 (64 x 64 split 4, 10.6). At M = 128
+# the streaming picks ran 6-19% slower (B is read twice there; the tensor core and the
+# promotion weigh more), so those stay with the general model.
 STREAM_BYTES_PER_NS = 3600.0
 STREAM_FIXED_NS = 4000.0
 STREAM_LATENCY_NS = 1700.0
 STREAM_L2_BYTES_PER_NS = 100.0  # per SM
 STREAM_MIN_BLOCK_NS = 120.0
 STREAM_MAX_M = 128
+STREAM_MAX_M_FP8 = 64
 STREAM_MIN_K = 4096
 STREAM_MAX_STAGES = 16
 # The epilogue's cost, as multiples of moving D's bytes at the L2 rate. The TMA store overlaps

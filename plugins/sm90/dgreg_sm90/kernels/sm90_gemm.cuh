@@ -80,10 +80,14 @@ constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
 constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
 constexpr uint32_t SFA_BYTES = IS_FP8 ? BLOCK_M * 4 : 0;
 constexpr uint32_t SFB_BYTES = SFB_ROWS ? BLOCK_N * 4 : 0;  // TMA bytes per stage
-// 1d1d: the stage's per-row B scales (TMA wants 128-byte aligned smem); 1d2d: the up to three
-// B block scales of the tile's columns for the stage's K block, copied in by the producer
-constexpr bool SFB_BLOCKS = IS_FP8 && !SFB_ROWS;
-constexpr uint32_t SFB_STRIDE = SFB_ROWS ? (SFB_BYTES + 127) / 128 * 128 : SFB_BLOCKS ? 16 : 0;
+// 1d1d: the stage's per-row B scales (TMA wants 128-byte aligned smem). 1d2d with one 64-row
+// sub-tile per warpgroup (SFB_RING): the up to three B block scales of the tile's columns for
+// the stage's K block, copied in by the producer, so that the math warps, whose wgmma for the
+// block are short, find them in shared memory (measured on an H200: 0-6% faster at M <= 128).
+// 256-row tiles load them from global memory as they start the block: the first sub-tile's
+// wgmma covers that load, and a copy in the ring made their 3-stage rings 2-9% slower.
+constexpr bool SFB_RING = IS_FP8 && !SFB_ROWS && M_SUB == 1;
+constexpr uint32_t SFB_STRIDE = SFB_ROWS ? (SFB_BYTES + 127) / 128 * 128 : SFB_RING ? 16 : 0;
 constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES + SFB_BYTES;
 constexpr int CLUSTER = MULTICAST ? 2 : 1;
 // rows of the A and B tiles each CTA loads (half of the shared one)
@@ -321,7 +325,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                     const uint32_t full = bar_full + stage * 8;
                     mbar_wait(bar_empty + stage * 8, phase ^ 1);
-                    if (SFB_BLOCKS && w.valid) {
+                    if (SFB_RING && w.valid) {
                         // 1d2d B scales: copied with the stage, so that the math warps find them
                         // in shared memory instead of waiting on a global load each K block
                         const float* col = sfb + w.group * sfb_stride_g + kb * sfb_stride_k;
@@ -331,7 +335,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         cp_async_4(dst + 4, col + min(nb0 + 1, last_block) * sfb_stride_n);
                         if constexpr (BLOCK_N > 128)
                             cp_async_4(dst + 8, col + min(nb0 + 2, last_block) * sfb_stride_n);
-                        cp_async_arrive(full);  // before the arrival below: the phase waits for them
+                        cp_async_arrive(full);  // before the arrival below, which may end the phase
                     }
                     mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);
                     if constexpr (MULTICAST == 1)  // this CTA's half of the pair's A tile
@@ -439,8 +443,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 }
             } else {
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
-            // its first `first` 8-column chunks use block n0 / 128 (the stage's scale 0), chunks
-            // up to `second` the next one (scale 1), the rest the one after (scale 2).
+            // its first `first` 8-column chunks use block n0 / 128 (scale sb0), chunks up to
+            // `second` the next one (sb1), the rest the one after (sb2).
+            const int nb0 = n0 / 128;
             const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
             const int second = min(BLOCK_N / 8, first + 16);
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
@@ -448,14 +453,23 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
                     continue;
                 }
-                mbar_wait(bar_full + stage * 8, phase);
                 float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
-                if constexpr (SFB_BLOCKS) {
-                    const float* sfb_stage = reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE);
-                    sb0 = sfb_stage[0];
-                    sb1 = sfb_stage[1];
-                    sb2 = BLOCK_N > 128 ? sfb_stage[2] : sb1;
+                if constexpr (!SFB_ROWS && !SFB_RING) {
+                    const float* col = sfb + w.group * sfb_stride_g + kb * sfb_stride_k;
+                    sb0 = __ldg(col + nb0 * sfb_stride_n);
+                    sb1 = __ldg(col + min(nb0 + 1, last_block) * sfb_stride_n);
+                    if constexpr (BLOCK_N > 128)
+                        sb2 = __ldg(col + min(nb0 + 2, last_block) * sfb_stride_n);
                 }
+                mbar_wait(bar_full + stage * 8, phase);
+                if constexpr (SFB_RING) {
+                    const float* ring =
+                        reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE);
+                    sb0 = ring[0];
+                    sb1 = ring[1];
+                    if constexpr (BLOCK_N > 128) sb2 = ring[2];
+                }
+                if constexpr (BLOCK_N <= 128) sb2 = sb1;
                 const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
                 const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
                 const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
