@@ -89,3 +89,49 @@ def test_pack_gives_every_kernel_argument_and_caches_its_maps(plugin, device, st
             assert not again, f"{inst.id}: maps at {again} not found in the plan's cache"
             packed += 1
     assert packed >= 50, f"only {packed} {plugin} cases packed"
+
+
+def test_sm90_dense_pack_reuses_arguments_per_address_and_never_over_a_copy(stub_driver,
+                                                                           monkeypatch):
+    """A dense call whose operands are used as they are gets the arguments of the last call at
+    the same addresses (and, split, on the same stream) back; other addresses, another stream or
+    an operand the call must copy first (MN-major A) pack anew."""
+    pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+    from types import SimpleNamespace
+
+    from dgreg_sm90 import launch as sm90_launch
+    from dgreg_sm90.config import Sm90GemmConfig
+
+    stream = [0]
+    monkeypatch.setattr(jit_launch, "raw_stream_getter", lambda: (lambda device: stream[0]))
+    spaces: dict[int, tuple] = {}
+
+    def workspace(device, s, floats, tiles):
+        return spaces.setdefault(s, (torch.empty(floats), torch.zeros(tiles, dtype=torch.int32)))
+
+    monkeypatch.setattr(sm90_launch, "workspace", workspace)
+    copies = []
+    monkeypatch.setattr(sm90_launch, "to_k_major",
+                        lambda x: copies.append(x.contiguous()) or copies[-1])
+    m, n, k = 64, 256, 512
+    spec = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132, split_k=2), m, n, k)
+    fp8 = torch.float8_e4m3fn
+    a, b = torch.zeros(m, k, dtype=fp8), torch.zeros(n, k, dtype=fp8)
+    d = torch.empty(m, n, dtype=torch.bfloat16)
+    sfa, sfb = torch.ones(k // 128, m).t(), torch.ones(n // 128, k // 128)
+    call = SimpleNamespace(a=a, b=b, d=d, c=None, a_scale=sfa, b_scale=sfb)
+    first = spec.pack(call)
+    assert spec.pack(call) is first
+    d_slot = 9  # D's address (see ARG_TYPES)
+    assert first[d_slot] == d.data_ptr()
+    other_d = torch.empty_like(d)
+    moved = spec.pack(SimpleNamespace(**{**vars(call), "d": other_d}))
+    assert moved is not first and moved[d_slot] == other_d.data_ptr()
+    assert moved[:4] == first[:4] and moved[4][0] == other_d.data_ptr()  # D's store map
+    stream[0] = 7  # split-K partials live in the stream's own workspace
+    on_seven = spec.pack(call)
+    assert on_seven is not first and on_seven[-2] == spaces[7][0].data_ptr() != first[-2]
+    mn_major = SimpleNamespace(**{**vars(call), "a": torch.zeros(k, m, dtype=fp8).t()})
+    once, twice = spec.pack(mn_major), spec.pack(mn_major)
+    assert once is not twice and len(copies) == 2
+    assert twice[0][0] == copies[-1].data_ptr()  # A's map is over this call's copy
