@@ -445,7 +445,10 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
             // its first `first` 8-column chunks use block n0 / 128 (scale sb0), chunks up to
             // `second` the next one (sb1), the rest the one after (sb2).
+            const float* group_sfb = sfb + w.group * sfb_stride_g;
             const int nb0 = n0 / 128;
+            const int nb1 = min(nb0 + 1, last_block);
+            const int nb2 = min(nb0 + 2, last_block);
             const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
             const int second = min(BLOCK_N / 8, first + 16);
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
@@ -455,11 +458,10 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 }
                 float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
                 if constexpr (!SFB_ROWS && !SFB_RING) {
-                    const float* col = sfb + w.group * sfb_stride_g + kb * sfb_stride_k;
-                    sb0 = __ldg(col + nb0 * sfb_stride_n);
-                    sb1 = __ldg(col + min(nb0 + 1, last_block) * sfb_stride_n);
-                    if constexpr (BLOCK_N > 128)
-                        sb2 = __ldg(col + min(nb0 + 2, last_block) * sfb_stride_n);
+                    sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
+                    sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
+                    sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k)
+                                        : sb1;
                 }
                 mbar_wait(bar_full + stage * 8, phase);
                 if constexpr (SFB_RING) {
@@ -467,9 +469,8 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE);
                     sb0 = ring[0];
                     sb1 = ring[1];
-                    if constexpr (BLOCK_N > 128) sb2 = ring[2];
+                    sb2 = BLOCK_N > 128 ? ring[2] : sb1;
                 }
-                if constexpr (BLOCK_N <= 128) sb2 = sb1;
                 const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
                 const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
                 const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
