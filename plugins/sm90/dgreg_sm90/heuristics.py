@@ -34,11 +34,13 @@ BLOCK_NS_BF16 = tuple(range(16, 257, 8))
 MAX_BLOCK_N_SFB_ROWS = 160
 
 
-def stage_bytes(block_m: int, block_n: int, sfb_rows: bool = False, dtype: str = "fp8") -> int:
+def stage_bytes(block_m: int, block_n: int, sfb_rows: bool, dtype: str) -> int:
     """A and B tiles (128 bytes of K per row either dtype), the FP8 A scales and B's scales:
     per row for the 1d1d recipe (each stage's slice 128-byte aligned for the TMA), up to three
-    block scales in 16 bytes for 1d2d."""
-    sfb = -(-block_n * 4 // 128) * 128 if sfb_rows else 16 if dtype == "fp8" else 0
+    block scales in 16 bytes for 1d2d tiles of one 64-row sub-tile per warpgroup (the kernel's
+    SFB_RING; 256-row tiles read them from global memory)."""
+    sfb = -(-block_n * 4 // 128) * 128 if sfb_rows else \
+        16 if dtype == "fp8" and block_m < 256 else 0
     return block_m * 128 + block_n * 128 + block_m * 4 + sfb
 
 
