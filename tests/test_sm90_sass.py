@@ -132,3 +132,20 @@ def test_1d2d_b_scales_come_through_the_ring_for_one_sub_tile_per_warpgroup(cfg,
     assert sass.count("LDGSTS.E ") == (3 if cfg.block_n > 128 else 2)
     assert "ARRIVES.LDGSTSBAR" in sass  # the copies count towards the stage's barrier
     assert "LDG.E.CONSTANT" not in sass
+
+
+@pytest.mark.parametrize("cfg, hinted", [
+    (Sm90GemmConfig(64, 32, 16, 132), True),
+    (Sm90GemmConfig(256, 128, 3, 132, grouped=True, masked=True), True),
+    (Sm90GemmConfig(256, 128, 3, 132, multicast="b"), False),
+    (Sm90GemmConfig(128, 128, 4, 132, grouped=True), False)], ids=repr)
+def test_b_tiles_of_few_m_blocks_load_under_an_evict_first_policy(cfg, hinted, tmp_path):
+    """Dense, K-grouped and masked kernels carry a second TMA load of the B tile with an L2
+    cache policy (taken when at most B_ONCE_BLOCKS m-blocks read each B tile); contiguous
+    M-grouped kernels, whose experts' sizes are unknown, and pairs sharing B load it plainly."""
+    _need_cuobjdump()
+    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    loads = [line for line in sass.splitlines() if "UTMALDG" in line]
+    with_policy = [line for line in loads if "desc[" in line]
+    assert len(with_policy) == (1 if hinted else 0), loads
+    assert len(loads) - len(with_policy) >= 2  # A (and its scales) plainly, B otherwise

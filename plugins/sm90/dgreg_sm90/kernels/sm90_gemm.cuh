@@ -69,6 +69,11 @@ constexpr int ROW_BYTES = 128;  // one 128B swizzle atom of K per tile row
 constexpr int BLOCK_K = ROW_BYTES / (IS_FP8 ? 1 : 2);  // K elements per block
 constexpr int K_STEPS = 4;  // wgmma per block: k32 (FP8) or k16 (BF16), 32 bytes each
 constexpr int RASTER_M = 8;  // m-blocks per band of the tile order (see unit_work)
+// B tiles read by at most this many m-blocks are loaded with an L2 evict-first policy: those
+// m-blocks run at about the same time (they sit in one band), so the lines are not needed
+// again, and under the policy they make room for each other rather than pushing out (and
+// writing back) whatever L2 held before the launch. Measured on an H200 at M <= 128: 2-12%.
+constexpr int B_ONCE_BLOCKS = 4;
 constexpr int MATH_THREADS = NUM_MATH_WG * 128;
 constexpr int THREADS = MATH_THREADS + 128;
 constexpr int WG_ROWS = 64 * M_SUB;
@@ -315,6 +320,11 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         if (threadIdx.x == MATH_THREADS) {
         int stage = 0;
         uint32_t phase = 0;
+        // the m-blocks that read each B tile: those of the whole A, or of one expert (masked;
+        // contiguous M-grouped layouts give no bound, their experts' sizes vary)
+        const int b_readers = GROUPED == 2 ? (m_per_group + BLOCK_M - 1) / BLOCK_M : m_blocks;
+        const bool b_once = MULTICAST != 2 && GROUPED != 1 && b_readers <= B_ONCE_BLOCKS;
+        const uint64_t evict_first = l2_evict_first();
         for (int unit = blockIdx.x / CLUSTER; unit < units; unit += gridDim.x / CLUSTER) {
             Work w;
             if (!unit_work(unit, rank, m_slots, n_slots, m_blocks, n_blocks, k_blocks, m, n,
@@ -346,6 +356,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     if constexpr (MULTICAST == 2)  // this CTA's half of the pair's B tile
                         tma_load_2d_multicast(base + OFF_B + stage * B_BYTES + rank * B_LOAD_ROWS * ROW_BYTES,
                                               &map_b, full, kb * BLOCK_K, w.b_row + rank * B_LOAD_ROWS, 3);
+                    else if (w.valid && b_once)
+                        tma_load_2d_hint(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K,
+                                         w.b_row, evict_first);
                     else if (w.valid)
                         tma_load_2d(base + OFF_B + stage * B_BYTES, &map_b, full, kb * BLOCK_K, w.b_row);
                     if (!w.valid) {

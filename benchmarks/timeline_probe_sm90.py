@@ -1,0 +1,240 @@
+"""Where an sm90 FP8 kernel's time goes: the same config timed with parts of the kernel taken
+out or changed, and one launch traced with timestamps per CTA (timing only: only "base" is
+checked against the reference).
+
+    DGREG_ARCH=h200 python benchmarks/timeline_probe_sm90.py --prebuild .jitcache   # CPU
+    DGREG_PLUGINS=sm90 python benchmarks/timeline_probe_sm90.py [--variants ...] [--json F] > log
+    python benchmarks/timeline_probe_sm90.py --parse log
+
+Variants of ``sm90_gemm.cuh``: base; nomath (the math warps wait for each stage and hand it
+back at once: the TMA stream alone, then the epilogue; wrong results); noload (the producer
+arrives on each stage without loading it: the math alone); empty (both); nohint (B tiles
+loaded without the L2 evict-first policy); trace (base with
+``printf`` of %globaltimer at the kernel's start, after the barrier set-up, at the producer's
+first and last issue, at the math warps' first full stage, the end of their K loop and the end
+of the kernel, and the cycles each side spent waiting on the ring). Host-side variants of the
+base kernel: promo128 and promo0 (the tensor maps' L2 promotion 128 bytes or none, not 256);
+readflush (the L2 flush before each call reads 256 MiB instead of writing it: the bench's
+flush leaves L2 full of dirty lines, which the kernel's loads evict to HBM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import dgreg_sm90.codegen as codegen
+from sm90_forced import forced_plan, prebuild
+
+import dgreg
+
+_HEADER = codegen.header
+_WAIT_FULL = ("                mbar_wait(bar_full + stage * 8, phase);\n"
+              "                if constexpr (SFB_RING) {")
+_EXPECT = "mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);"
+_NOMATH = [(_WAIT_FULL, "                mbar_wait(bar_full + stage * 8, phase);\n"
+            "                if (true) { release_stage(bar_empty, stage, lane);"
+            " if (++stage == STAGES) { stage = 0; phase ^= 1; } continue; }\n"
+            "                if constexpr (SFB_RING) {")]
+_NOLOAD = [(_EXPECT, "mbar_arrive(full); if (true) { if (++stage == STAGES) { stage = 0; "
+            "phase ^= 1; } continue; }")]
+_TRACE = [
+    ('extern "C" __global__ void __launch_bounds__',
+     "__device__ __forceinline__ unsigned long long probe_gt() {\n"
+     '    unsigned long long t; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); return t;\n'
+     '}\nextern "C" __global__ void __launch_bounds__'),
+    ("    uint8_t* smem = smem_raw + (base - raw);\n",
+     "    uint8_t* smem = smem_raw + (base - raw);\n"
+     "    const unsigned long long probe_t0 = probe_gt();\n"
+     "    const long long probe_c0 = clock64();\n"),
+    ("    if constexpr (CLUSTER == 2) cluster_sync(); else __syncthreads();\n",
+     "    if constexpr (CLUSTER == 2) cluster_sync(); else __syncthreads();\n"
+     "    const unsigned long long probe_t1 = probe_gt();\n"),
+    ("        int stage = 0;\n        uint32_t phase = 0;\n",
+     "        int stage = 0;\n        uint32_t phase = 0;\n"
+     "        unsigned long long probe_first = 0, probe_last = 0;\n"
+     "        long long probe_wait = 0;\n        int probe_n = 0;\n"),
+    ("                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n",
+     "                    { const long long c_ = clock64(); mbar_wait(bar_empty + stage * 8, "
+     "phase ^ 1); probe_wait += clock64() - c_; }\n"),
+    (_EXPECT, _EXPECT + "\n                    probe_last = probe_gt();"
+     " if (probe_n++ == 0) probe_first = probe_last;"),
+    ("        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();",
+     '        printf("TLP %d %llu %llu %llu %llu %lld %d\\n", blockIdx.x, probe_t0, probe_t1,'
+     " probe_first, probe_last, probe_wait, probe_n);\n"
+     "        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();"),
+    ("    float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)\n",
+     "    float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)\n"
+     "    unsigned long long probe_full = 0, probe_loop = 0;\n"
+     "    long long probe_fwait = 0;\n    int probe_units = 0;\n"),
+    (_WAIT_FULL,
+     "                { const long long c_ = clock64(); mbar_wait(bar_full + stage * 8, phase);"
+     " probe_fwait += clock64() - c_; if (probe_full == 0) probe_full = probe_gt(); }\n"
+     "                if constexpr (SFB_RING) {"),
+    ("            if constexpr (KPAIR) {  // the second warpgroup's totals join the first's",
+     "            probe_loop = probe_gt();\n            ++probe_units;\n"
+     "            if constexpr (KPAIR) {  // the second warpgroup's totals join the first's"),
+    ("        if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store\n"
+     "    }\n",
+     "        if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store\n"
+     "    }\n    if (threadIdx.x % 128 == 0)\n"
+     '        printf("TLM %d %d %llu %llu %llu %llu %llu %lld %d %lld\\n", blockIdx.x, threadIdx.x,'
+     " probe_t0, probe_t1, probe_full, probe_loop, probe_gt(), probe_fwait, probe_units,"
+     " clock64() - probe_c0);\n"),
+]
+_NOHINT = [("const bool b_once = MULTICAST != 2", "const bool b_once = false && MULTICAST != 2")]
+_PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
+            "trace": _TRACE, "nohint": _NOHINT}
+# variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
+_PROMOTION = {"promo128": 128, "promo0": 0}
+TIMED = ("base", "nohint", "readflush")
+# (shape, forced config: "" for the heuristics' pick)
+RUNS = [(("fp8", m, n, k), "") for m in (64, 128) for n, k in
+        ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]
+RUNS += [(("fp8", 4096, 2112, 7168), "")]
+def use(variant: str) -> None:
+    """Make the sm90 code generator emit ``variant`` of the kernel (its own cache key) and the
+    host build its tensor maps with the variant's L2 promotion."""
+    from dgreg.jit import tma
+
+    tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
+
+    def header(name: str) -> str:
+        text = _HEADER(name)
+        if name != "sm90_gemm.cuh" or variant not in _PATCHES or not _PATCHES[variant]:
+            return text
+        for old, new in _PATCHES[variant]:
+            if text.count(old) != 1:
+                raise SystemExit(f"variant {variant}: the kernel has {old!r} "
+                                 f"{text.count(old)} times, not once")
+            text = text.replace(old, new)
+        return f"// timeline probe variant {variant}\n{text}"
+    codegen.header = header
+
+
+def pinned(shape: tuple, forced: str) -> str:
+    """The forced config string of a run (the pick spelled out when ``forced`` is empty), so
+    that every variant runs the same tile."""
+    if forced:
+        return forced
+    _, m, n, k = shape
+    cfg = forced_plan(f"{shape[0]}_gemm", dgreg.Problem(m, n, k), "").choice.config
+    return (f"block_m={cfg.block_m},block_n={cfg.block_n},stages={cfg.stages},"
+            f"split_k={cfg.split_k},kpair={int(cfg.kpair)},"
+            f"multicast={cfg.multicast or 0}")
+
+
+def kernel_us(fn, flush, calls: int = 30) -> float:
+    """Mean time of the kernels named sm90_* per call, each call after ``flush``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    flush()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            flush()
+            fn()
+        torch.cuda.synchronize()
+    return sum(e.device_time for e in prof.events() if e.name.startswith("sm90")) / calls
+
+
+def summarise(log: str) -> None:
+    """Per traced launch, in us from the first CTA's start: the medians (and last) over CTAs."""
+    med = statistics.median
+    for block in log.split("TLBEGIN ")[1:]:
+        head, _, body = block.partition("\n")
+        body = body.split("TLEND")[0]
+        prod = [list(map(int, ln.split()[1:])) for ln in body.splitlines() if ln.startswith("TLP ")]
+        math = [list(map(int, ln.split()[1:])) for ln in body.splitlines() if ln.startswith("TLM ")]
+        if not math:
+            continue
+        t0 = min(r[2] for r in math)
+        rate = {r[0]: r[9] / max(r[6] - r[2], 1) for r in math if r[1] == 0}  # cycles per ns
+        full = [r for r in math if r[4]]
+        print(f"{head}: {len(prod)} CTAs, span {(max(r[6] for r in math) - t0) / 1e3:.2f} us, "
+              f"starts over {(max(r[2] for r in math) - t0) / 1e3:.2f} us, "
+              f"{med(rate.values()):.2f} cycles/ns")
+        print(f"  set-up {med(r[3] - r[2] for r in math) / 1e3:.2f}; producer first issue "
+              f"{med(r[3] - t0 for r in prod) / 1e3:.2f}, last "
+              f"{med(r[4] - t0 for r in prod) / 1e3:.2f} (max {max(r[4] - t0 for r in prod) / 1e3:.2f}),"
+              f" waits {med(r[5] / rate.get(r[0], 1.8) for r in prod) / 1e3:.2f} us over "
+              f"{med(r[6] for r in prod)} stages")
+        print(f"  math first stage {med(r[4] - t0 for r in full) / 1e3:.2f}, K loop end "
+              f"{med(r[5] - t0 for r in full) / 1e3:.2f} (max {max(r[5] - t0 for r in full) / 1e3:.2f}),"
+              f" end {med(r[6] - t0 for r in math) / 1e3:.2f} (max {max(r[6] - t0 for r in math) / 1e3:.2f}),"
+              f" waits on full stages {med(r[7] / rate.get(r[0], 1.8) for r in full) / 1e3:.2f} us,"
+              f" units {med(r[8] for r in math)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prebuild", metavar="DIR")
+    parser.add_argument("--variants", default=",".join(TIMED), help="timed variants, base first")
+    parser.add_argument("--json")
+    parser.add_argument("--parse", metavar="LOG", help="summarise the traces in a run's output")
+    args = parser.parse_args()
+    if args.parse:
+        with open(args.parse) as f:
+            summarise(f.read())
+        return 0
+    timed = args.variants.split(",")
+    runs = [(shape, pinned(shape, forced)) for shape, forced in RUNS]
+    if ({"nomath", "noload", "empty"} & set(timed) and
+            any("kpair=1" in forced for _, forced in runs)):
+        raise SystemExit("the nomath, noload and empty variants do not cover kpair configs")
+    if args.prebuild:
+        for variant in (*timed, "trace"):
+            if variant in _PROMOTION:
+                continue  # the base kernel
+            use(variant)
+            prebuild(((f"{s[0]}_gemm", dgreg.Problem(*s[1:]), f) for s, f in runs), args.prebuild)
+        return 0
+    import torch
+
+    from dgreg.bench import _SUITES, _check, _flush
+
+    scratch = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
+
+    def read_flush() -> None:
+        scratch.sum(dtype=torch.int64)
+
+    rows = []
+    for shape, forced in runs:
+        dtype, m, n, k = shape
+        case = _SUITES[dtype][0](m, n, k)
+        times: dict[str, list[float]] = {}
+        for _ in range(2):
+            for variant in timed:
+                use(variant)
+                forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
+                if variant == "base":
+                    case["d"].fill_(float("nan"))
+                    case["ours"]()
+                    _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])
+                flush = read_flush if variant == "readflush" else _flush
+                times.setdefault(variant, []).append(kernel_us(case["ours"], flush))
+        use("trace")
+        forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
+        case["ours"]()
+        torch.cuda.synchronize()
+        print(f"TLBEGIN {json.dumps([shape, forced])}", flush=True)
+        _flush()
+        case["ours"]()
+        torch.cuda.synchronize()
+        print("TLEND", flush=True)
+        mean = {v: statistics.mean(t) for v, t in times.items()}
+        rows.append({"shape": list(shape), "config": forced, "us": mean, "rounds": times})
+        print(f"{shape!s:26s} {forced:70s} " +
+              " ".join(f"{v} {mean[v]:6.2f}" for v in timed), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
