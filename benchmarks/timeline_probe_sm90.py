@@ -122,7 +122,7 @@ def pinned(shape: tuple, forced: str) -> str:
     _, m, n, k = shape
     cfg = forced_plan(f"{shape[0]}_gemm", dgreg.Problem(m, n, k), "").choice.config
     return (f"block_m={cfg.block_m},block_n={cfg.block_n},stages={cfg.stages},"
-            f"split_k={cfg.split_k},kpair={int(cfg.kpair)},"
+            f"split_k={cfg.split_k},kpair={int(cfg.kpair)},inflight={int(cfg.inflight)},"
             f"multicast={cfg.multicast or 0}")
 
 
@@ -174,6 +174,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prebuild", metavar="DIR")
     parser.add_argument("--variants", default=",".join(TIMED), help="timed variants, base first")
+    parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8",
+                        help="the dtype of the shapes (bf16: timed only, no trace)")
     parser.add_argument("--json")
     parser.add_argument("--parse", metavar="LOG", help="summarise the traces in a run's output")
     args = parser.parse_args()
@@ -182,12 +184,13 @@ def main() -> int:
             summarise(f.read())
         return 0
     timed = args.variants.split(",")
-    runs = [(shape, pinned(shape, forced)) for shape, forced in RUNS]
+    runs = [((args.dtype, *shape[1:]), forced) for shape, forced in RUNS]
+    runs = [(shape, pinned(shape, forced)) for shape, forced in runs]
     if ({"nomath", "noload", "empty"} & set(timed) and
             any("kpair=1" in forced for _, forced in runs)):
         raise SystemExit("the nomath, noload and empty variants do not cover kpair configs")
     if args.prebuild:
-        for variant in (*timed, "trace"):
+        for variant in (*timed, "trace") if args.dtype == "fp8" else timed:
             if variant in _PROMOTION:
                 continue  # the base kernel
             use(variant)
@@ -217,15 +220,16 @@ def main() -> int:
                     _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])
                 flush = read_flush if variant == "readflush" else _flush
                 times.setdefault(variant, []).append(kernel_us(case["ours"], flush))
-        use("trace")
-        forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
-        case["ours"]()
-        torch.cuda.synchronize()
-        print(f"TLBEGIN {json.dumps([shape, forced])}", flush=True)
-        _flush()
-        case["ours"]()
-        torch.cuda.synchronize()
-        print("TLEND", flush=True)
+        if dtype == "fp8":  # the trace marks the FP8 K loop's stage waits
+            use("trace")
+            forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
+            case["ours"]()
+            torch.cuda.synchronize()
+            print(f"TLBEGIN {json.dumps([shape, forced])}", flush=True)
+            _flush()
+            case["ours"]()
+            torch.cuda.synchronize()
+            print("TLEND", flush=True)
         mean = {v: statistics.mean(t) for v, t in times.items()}
         rows.append({"shape": list(shape), "config": forced, "us": mean, "rounds": times})
         print(f"{shape!s:26s} {forced:70s} " +

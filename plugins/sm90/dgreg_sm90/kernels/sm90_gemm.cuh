@@ -72,7 +72,8 @@ constexpr int RASTER_M = 8;  // m-blocks per band of the tile order (see unit_wo
 // B tiles read by at most this many m-blocks are loaded with an L2 evict-first policy: those
 // m-blocks run at about the same time (they sit in one band), so the lines are not needed
 // again, and under the policy they make room for each other rather than pushing out (and
-// writing back) whatever L2 held before the launch. Measured on an H200 at M <= 128: 2-12%.
+// writing back) whatever L2 held before the launch. Measured on an H200 at M <= 128: FP8
+// 0.5-12%, BF16 1-18%.
 constexpr int B_ONCE_BLOCKS = 4;
 constexpr int MATH_THREADS = NUM_MATH_WG * 128;
 constexpr int THREADS = MATH_THREADS + 128;
