@@ -4,11 +4,32 @@ by the sweep, multicast, forced-A/B and split-K probe benchmark scripts)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import dgreg_sm90.codegen as codegen
 
 import dgreg
 from dgreg import dispatch
+
+_HEADER = codegen.header
+
+
+def patch_kernel(label: str, patches: Sequence[tuple[str, str]]) -> None:
+    """Make the sm90 code generator emit ``sm90_gemm.cuh`` with each ``(old, new)`` replacement
+    applied (``old`` must occur exactly once), headed by the comment ``label`` so that the
+    variant has its own cache key; no patches: the header as shipped."""
+    def header(name: str) -> str:
+        text = _HEADER(name)
+        if name != "sm90_gemm.cuh" or not patches:
+            return text
+        for old, new in patches:
+            if text.count(old) != 1:
+                raise SystemExit(f"{label}: the kernel has {old!r} {text.count(old)} times, "
+                                 "not once")
+            text = text.replace(old, new)
+        return f"// {label}\n{text}"
+    codegen.header = header
 
 
 def forced_plan(op: str, problem: Any, forced: str, device: Any = None, **fields: Any) -> Any:

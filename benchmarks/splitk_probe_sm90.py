@@ -17,12 +17,10 @@ import argparse
 import json
 import sys
 
-import dgreg_sm90.codegen as codegen
-from sm90_forced import checked_kernel_us, forced_plan, prebuild
+from sm90_forced import checked_kernel_us, forced_plan, patch_kernel, prebuild
 
 import dgreg
 
-_HEADER = codegen.header
 _PATCHES = {
     "base": [],
     "nofence": [("__threadfence();  // publish the partial before counting this unit as done", "")],
@@ -40,16 +38,7 @@ SHAPES = [("fp8", 64, 2112, 7168), ("fp8", 128, 2112, 7168), ("fp8", 64, 4096, 7
 
 def use(variant: str) -> None:
     """Make the sm90 code generator emit ``variant`` of the kernel (its own cache key)."""
-    def header(name: str) -> str:
-        text = _HEADER(name)
-        if name != "sm90_gemm.cuh" or variant == "base":
-            return text
-        for old, new in _PATCHES[variant]:
-            if old not in text:
-                raise SystemExit(f"variant {variant}: the kernel no longer has {old!r}")
-            text = text.replace(old, new)
-        return f"// split-K probe variant {variant}\n{text}"
-    codegen.header = header
+    patch_kernel(f"split-K probe variant {variant}", _PATCHES[variant])
 
 
 def jobs(variants: list[str], single: bool) -> list[tuple[str, str, int, int, int, str]]:

@@ -25,12 +25,10 @@ import json
 import statistics
 import sys
 
-import dgreg_sm90.codegen as codegen
-from sm90_forced import forced_plan, prebuild
+from sm90_forced import forced_plan, patch_kernel, prebuild
 
 import dgreg
 
-_HEADER = codegen.header
 _WAIT_FULL = ("                mbar_wait(bar_full + stage * 8, phase);\n"
               "                if constexpr (SFB_RING) {")
 _EXPECT = "mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);"
@@ -100,18 +98,7 @@ def use(variant: str) -> None:
     from dgreg.jit import tma
 
     tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-
-    def header(name: str) -> str:
-        text = _HEADER(name)
-        if name != "sm90_gemm.cuh" or variant not in _PATCHES or not _PATCHES[variant]:
-            return text
-        for old, new in _PATCHES[variant]:
-            if text.count(old) != 1:
-                raise SystemExit(f"variant {variant}: the kernel has {old!r} "
-                                 f"{text.count(old)} times, not once")
-            text = text.replace(old, new)
-        return f"// timeline probe variant {variant}\n{text}"
-    codegen.header = header
+    patch_kernel(f"timeline probe variant {variant}", _PATCHES.get(variant, []))
 
 
 def pinned(shape: tuple, forced: str) -> str:
@@ -124,22 +111,6 @@ def pinned(shape: tuple, forced: str) -> str:
     return (f"block_m={cfg.block_m},block_n={cfg.block_n},stages={cfg.stages},"
             f"split_k={cfg.split_k},kpair={int(cfg.kpair)},inflight={int(cfg.inflight)},"
             f"multicast={cfg.multicast or 0}")
-
-
-def kernel_us(fn, flush, calls: int = 30) -> float:
-    """Mean time of the kernels named sm90_* per call, each call after ``flush``."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    flush()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            flush()
-            fn()
-        torch.cuda.synchronize()
-    return sum(e.device_time for e in prof.events() if e.name.startswith("sm90")) / calls
 
 
 def summarise(log: str) -> None:
@@ -198,7 +169,7 @@ def main() -> int:
         return 0
     import torch
 
-    from dgreg.bench import _SUITES, _check, _flush
+    from dgreg.bench import _SUITES, _check, _flush, kernel_time_us
 
     scratch = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
 
@@ -219,7 +190,9 @@ def main() -> int:
                     case["ours"]()
                     _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])
                 flush = read_flush if variant == "readflush" else _flush
-                times.setdefault(variant, []).append(kernel_us(case["ours"], flush))
+                us, _ = kernel_time_us(case["ours"], flush=flush,
+                                       kernel=lambda name: name.startswith("sm90"))
+                times.setdefault(variant, []).append(us)
         if dtype == "fp8":  # the trace marks the FP8 K loop's stage waits
             use("trace")
             forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)

@@ -66,21 +66,27 @@ def _flush() -> None:
     _FLUSH.zero_()
 
 
-def kernel_time_us(fn: Callable[[], Any], calls: int = 30) -> tuple[float, list[str]]:
-    """Mean per-call CUDA kernel time (all kernels but the L2 flush), and their names."""
+def kernel_time_us(fn: Callable[[], Any], calls: int = 30, *,
+                   flush: Callable[[], Any] | None = None,
+                   kernel: Callable[[str], bool] | None = None) -> tuple[float, list[str]]:
+    """Mean per-call CUDA kernel time and the kernels' names: every kernel but the L2 flush's
+    fill, or only those whose name ``kernel`` accepts. Each call follows ``flush`` (default:
+    writing 256 MiB)."""
     from torch.profiler import ProfilerActivity, profile
 
+    flush = flush or _flush
     fn()
-    _flush()
+    flush()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(calls):
-            _flush()
+            flush()
             fn()
         torch.cuda.synchronize()
     total, names = 0.0, set()
     for event in prof.events():
-        if event.device_time <= 0 or "fill" in event.name.lower() or "Fill" in event.name:
+        wanted = kernel(event.name) if kernel else "fill" not in event.name.lower()
+        if event.device_time <= 0 or not wanted:
             continue
         total += event.device_time
         names.add(event.name[:60])
