@@ -135,3 +135,42 @@ def test_sm90_dense_pack_reuses_arguments_per_address_and_never_over_a_copy(stub
     once, twice = spec.pack(mn_major), spec.pack(mn_major)
     assert once is not twice and len(copies) == 2
     assert twice[0][0] == copies[-1].data_ptr()  # A's map is over this call's copy
+
+
+@pytest.mark.parametrize(("block_n", "n", "width", "d_tma", "box", "swizzle"), [
+    (128, 256, 256, 1, (64, 64), 128),  # 64-column chunks under the 128B swizzle
+    (88, 256, 256, 1, (64, 88), 0),     # one unswizzled box per tile
+    (88, 256, 264, 1, (64, 88), 0),     # a row-padded D: the map takes its row stride
+    (128, 100, 100, 0, None, None),     # N % 8: a TMA store would write past N
+    (88, 100, 104, 0, None, None),
+])
+def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkeypatch, block_n,
+                                                             n, width, d_tma, box, swizzle):
+    """The kernel's ``d_tma`` argument and D's map: TMA stores write whole 16-byte units, so
+    a BF16 D with N not a multiple of 8 is written by the threads (the map slot then holds a
+    placeholder the kernel never reads). The dense argument cache tells a row-padded D from a
+    packed one at the same address."""
+    pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+    from types import SimpleNamespace
+
+    from dgreg_sm90 import launch as sm90_launch
+    from dgreg_sm90.config import Sm90GemmConfig
+
+    m, k = 64, 512
+    spec = sm90_launch.gemm_launch(Sm90GemmConfig(64, block_n, 4, 132), m, n, k)
+    fp8 = torch.float8_e4m3fn
+    a, b = torch.zeros(m, k, dtype=fp8), torch.zeros(n, k, dtype=fp8)
+    storage = torch.empty(m, width, dtype=torch.bfloat16)
+    sfa, sfb = torch.ones(k // 128, m).t(), torch.ones(-(-n // 128), k // 128)
+    call = SimpleNamespace(a=a, b=b, d=storage[:, :n], c=None, a_scale=sfa, b_scale=sfb)
+    args = spec.pack(call)
+    d_tma_slot = 16  # see ARG_TYPES
+    assert args[d_tma_slot] == d_tma
+    if d_tma:
+        assert args[4] == (storage.data_ptr(), "bfloat16", (m, n), (width, 1), box, swizzle)
+    else:
+        assert args[4] is args[0]  # A's map stands in
+    packed = SimpleNamespace(**{**vars(call), "d": storage.view(-1)[:m * n].view(m, n)})
+    if width != n:  # same address, other row stride: packed anew
+        again = spec.pack(packed)
+        assert again is not args and again[10] == n  # ldd

@@ -149,3 +149,24 @@ def test_b_tiles_of_few_m_blocks_load_under_an_evict_first_policy(cfg, hinted, t
     with_policy = [line for line in loads if "desc[" in line]
     assert len(with_policy) == (1 if hinted else 0), loads
     assert len(loads) - len(with_policy) >= 2  # A (and its scales) plainly, B otherwise
+
+
+@pytest.mark.parametrize("cfg, stores", [
+    (Sm90GemmConfig(256, 88, 4, 132), 1),
+    (Sm90GemmConfig(64, 104, 8, 132, split_k=2), 1),
+    (Sm90GemmConfig(128, 112, 4, 132, grouped=True, masked=True), 1),
+    (Sm90GemmConfig(256, 128, 3, 132, grouped=True), 2),
+    (Sm90GemmConfig(128, 112, 4, 132, out_f32=True), 0)], ids=repr)
+def test_staged_epilogues_store_tiles_of_every_width_through_the_tma(cfg, stores, tmp_path):
+    """A BF16 D without C leaves through TMA stores whatever block_n is: one unswizzled box
+    per tile, or one per 64-column swizzled chunk; FP32 D is stored from registers. M-grouped
+    kernels keep the threads' 16-byte stores for tiles with rows that must stay untouched;
+    every staged kernel keeps 4-byte stores for a D whose rows are not 16-byte aligned."""
+    _need_cuobjdump()
+    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    lines = sass.splitlines()
+    assert sum("UTMASTG" in line for line in lines) == stores, cfg
+    if stores:
+        assert any("STG.E " in line for line in lines), "no 4-byte stores for unaligned rows"
+        wide = any("STG.E.128 " in line for line in lines)
+        assert wide == cfg.grouped, "16-byte stores: M-grouped tiles with untouched rows only"

@@ -79,13 +79,13 @@ class Sm90GemmConfig:
 
     @property
     def epilogue(self) -> str:
-        """How D is written (as the kernel decides): "tma" (staged, TMA store), "mixed"
-        (M-grouped: TMA store for tiles whose rows are all written, else "smem"), "smem"
-        (staged in padded rows, 16-byte stores) or "direct" (from registers)."""
+        """How D is written (as the kernel decides): "tma" (staged in shared memory,
+        TMA-stored, overlapped with the next tile), "mixed" (M-grouped: the TMA store for tiles
+        whose rows are all written, the others from the staging by 16-byte stores) or
+        "direct" (FP32 D or a C: from registers). A BF16 D whose rows are not 16-byte aligned
+        is written from the staging by the threads (a launch argument, not the config)."""
         if self.out_f32 or self.with_c:
             return "direct"
-        if self.block_n % 64:
-            return "smem"
         return "mixed" if self.grouped else "tma"
 
     def __repr__(self) -> str:

@@ -49,12 +49,9 @@ def config_stage_bytes(config: Sm90GemmConfig) -> int:
 
 
 def epilogue_bytes(block_m: int, block_n: int, epilogue: str) -> int:
-    """The staged BF16 output tile: dense for the TMA store, rows padded by 16 bytes for the
-    coalesced stores (and for "mixed", which uses either layout), none when threads store
-    straight from registers; plus up to 1 KiB of alignment before it."""
-    staged = {"tma": block_m * block_n * 2, "smem": block_m * (block_n * 2 + 16),
-              "mixed": block_m * (block_n * 2 + 16), "direct": 0}
-    return staged[epilogue] + 1024
+    """The staged BF16 output tile (one layout for the TMA store and the threads' stores),
+    none when threads store straight from registers; plus up to 1 KiB of alignment before it."""
+    return (0 if epilogue == "direct" else block_m * block_n * 2) + 1024
 
 
 def exchange_bytes(config: Sm90GemmConfig) -> int:
@@ -271,13 +268,17 @@ STREAM_MAX_M = 128
 STREAM_MAX_M_FP8 = 64
 STREAM_MIN_K = 4096
 STREAM_MAX_STAGES = 16
-# The epilogue's cost, as multiples of moving D's bytes at the L2 rate. The TMA store overlaps
-# the next unit's K loop: a quarter (fitted on the BF16 M = 4096 sweep). The synchronous
-# epilogues (staged rows and 16-byte stores, or stores from registers) hold the math warps
-# for the whole write and its barriers: 2.5 times (fitted on forced A/B runs of the picks it
-# moves, results/2026-11-21-h200-epilogue-cost-ab.txt: of the 9 picks it moves, 8 ran
-# 3-13% faster, among them the masked K = 2048 tiles, 256 x 112 -> 256 x 128; the ninth,
-# BF16 128 x 24576 x 1536, went to 128 x 216, next to a measured 1.5% gain for 128 x 208).
+# The epilogue's cost, as multiples of moving D's bytes at the L2 rate. The TMA store of tiles
+# whose width is a multiple of 64 (128B-swizzled chunks) overlaps the next unit's K loop: a
+# quarter (fitted on the BF16 M = 4096 sweep). Stores from registers (FP32 D, a C) hold the
+# math warps for the whole write and its barriers: 2.5 times (fitted on forced A/B runs,
+# results/2026-11-21-h200-epilogue-cost-ab.txt, when other widths were stored that way too:
+# of the 9 picks it moved, 8 ran 3-13% faster, among them the masked K = 2048 tiles, 256 x 112
+# -> 256 x 128). Tiles of other widths are TMA-stored now too (one unswizzled box), but keep
+# the 2.5: charged a quarter, the model moved 12 benchmark picks to such widths and every one
+# measured 0-15% slower (results/2026-11-21-h200-v15-ab.txt: FP8 112-152 columns straddle
+# two or three B-scale blocks, so each row's promotion selects among several scales), while
+# the store itself gained 0.7-3% on the picks that kept their width (-v15-*.txt).
 EPILOGUE_TMA_SHARE = 0.25
 EPILOGUE_SYNC_COST = 2.5
 # A 2-CTA cluster sharing one operand tile through TMA multicast halves that operand's L2
@@ -305,7 +306,8 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     ``batch`` independent ``m x n x k`` problems (K-grouped: the groups, ``k`` their mean K);
     D elements of ``out_bytes``, plus ``c_bytes`` per element read from an accumulator C.
     ``inflight``: BF16 keeps a K block's wgmma in flight while it issues the next;
-    ``tma_store``: D leaves through the asynchronous TMA store, overlapped with the next unit;
+    ``tma_store``: D leaves through the asynchronous TMA store in 64-column chunks,
+    overlapped with the next unit (see EPILOGUE_TMA_SHARE for other widths);
     ``multicast``: "a" or "b", the operand a 2-CTA cluster shares (see MULTICAST_COST);
     ``stages``: the ring's depth (used for `streaming` problems, see STREAM_LATENCY_NS).
     """
@@ -405,7 +407,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     ns, units, waves, busy = estimate_ns(
                         m, n, k, num_sms, block_m, block_n, split, dtype, batch=batch,
                         out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
-                        tma_store=config.epilogue in ("tma", "mixed"), multicast=mc,
+                        tma_store=config.epilogue in ("tma", "mixed") and block_n % 64 == 0,
+                        multicast=mc,
                         stages=stages)
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)

@@ -12,9 +12,10 @@ from dgreg_sm90.transpose import to_k_major
 
 _P, _I64, _I32 = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int
 # the kernel's parameters (sm90_gemm.cuh): five tensor maps, B block scales and strides, D and
-# C with their row and group strides, sizes, the grouping array, the split-K workspace
+# C with their row and group strides, whether D's map is valid, sizes, the grouping array, the
+# split-K workspace
 ARG_TYPES = (None, None, None, None, None, _P, _I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _I64,
-             _I32, _I32, _I32, _I32, _I32, _I32, _P, _P, _P)
+             _I32, _I32, _I32, _I32, _I32, _I32, _I32, _P, _P, _P)
 
 # Split-K workspaces, one per (device, stream, size): concurrent launches on different
 # streams must not share partial tiles or counters. Counters start at zero and the kernel
@@ -128,6 +129,8 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
     maps = PlanMaps()
     tma_store = config.epilogue in ("tma", "mixed")
+    # D's TMA box: 64-column chunks under the 128B swizzle, or the whole tile unswizzled
+    d_box, d_swizzle = ((bm, 64), 128) if bn % 64 == 0 else ((bm, bn), 0)
     b_rows = groups * n if grouped else n
     sizes = (m, n, k, groups, m_per_group)
     no_c = (0, 0, 0, 0)
@@ -171,14 +174,19 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         return map_sfa, placeholder, (sfb.data_ptr(), st[0], st[1], 0), (sfa, sfb)
 
     def output_map(address, ldd, placeholder):
-        if not tma_store:  # the kernel's other epilogues never read it
-            return placeholder
-        row = ldd if m > 1 else -(-n // 8) * 8
+        """D's TMA map and 1, or the placeholder and 0 where the kernel stores D without the
+        TMA: FP32 D or a C (from registers), or N not a multiple of 8 (the threads' stores
+        then write it). TMA stores write whole 16-byte units, so with such an N they would
+        write past the row's end into the padding of a row-padded D, and a D the call
+        allocates has rows that are not 16-byte aligned."""
+        row = ldd if m > 1 else n
+        if not tma_store or n % 8 or row % 8 or address % 16:
+            return placeholder, 0
         found = maps.get((3, address, row))
         if found is None:
             found = maps.add((3, address, row), tensor_map(
-                address, "bfloat16", (m, n), (row, 1), (bm, 64), 128))
-        return found
+                address, "bfloat16", (m, n), (row, 1), d_box, d_swizzle))
+        return found, 1
 
     def split_buffers(d):  # split-K only
         device = d.device.index
@@ -219,17 +227,17 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
             if masked:
                 sfa = sfa.reshape(m, sfa.shape[2])
             map_sfa, map_sfb, sfb_args, _scales = scale_maps(sfa, call.b_scale, map_a)
-        map_d = output_map(d.data_ptr(), d.stride(-2), map_a)
+        map_d, d_tma = output_map(d.data_ptr(), d.stride(-2), map_a)
         # D and C: [M, N], or K-grouped [G, M, N] (row stride, group stride)
         d_stride_g = d.stride(0) if kgrouped else 0
         c_args = no_c if c is None else accumulator(c, c.stride(0) if kgrouped else 0)
         return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d.data_ptr(), d.stride(-2),
-                d_stride_g, *c_args, *sizes, row_groups,
+                d_stride_g, *c_args, d_tma, *sizes, row_groups,
                 *(split_buffers(d) if split > 1 else no_split))
 
     # Dense calls whose operands need no copy (K-major A and B, TMA-aligned A scales, FP32
-    # scales): their arguments are a function of the tensors' addresses (and, split, of the
-    # stream), since every call of a plan has the same shapes and strides. Kept per address
+    # scales): their arguments are a function of the tensors' addresses and row strides (and,
+    # split, of the stream), since every call of a plan has the same shapes. Kept per such
     # tuple, a few hundred at most.
     packed: dict[tuple[int, ...], tuple] = {}
     as_is = not ue8m0
@@ -239,8 +247,9 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         if as_is and a.stride(1) == 1 and b.stride(1) == 1 and \
                 (sfa is None or sfa.stride() == sfa_strides) and \
                 (not sfb_rows or sfb.stride() == sfb_strides):
-            key = (a.data_ptr(), b.data_ptr(), d.data_ptr(), c is not None and c.data_ptr(),
-                   sfa is not None and sfa.data_ptr(), sfb is not None and sfb.data_ptr(),
+            key = (a.data_ptr(), b.data_ptr(), d.data_ptr(), a.stride(0), b.stride(0),
+                   d.stride(0), c is not None and (c.data_ptr(), c.stride(0)),
+                   sfa is not None and sfa.data_ptr(), sfb is not None and (sfb.data_ptr(), sfb.stride()),
                    split > 1 and raw_stream(d.device.index))
             found = packed.get(key)
             if found is None:
@@ -266,10 +275,10 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         if fp8:
             map_sfa, map_sfb, sfb_args, _scales = scale_maps(call.a_scale, call.b_scale, map_a)
         d_address, ldd = d.data_ptr(), d.stride(0)
-        map_d = output_map(d_address, ldd, map_a)
+        map_d, d_tma = output_map(d_address, ldd, map_a)
         c_args = no_c if c is None else accumulator(c, 0)
         return (map_a, map_b, map_sfa, map_sfb, map_d, *sfb_args, d_address, ldd, 0, *c_args,
-                *sizes, 0, *(split_buffers(d) if split > 1 else no_split))
+                d_tma, *sizes, 0, *(split_buffers(d) if split > 1 else no_split))
 
     return LaunchSpec(grid=(config.num_sms, 1, 1), block=(config.threads, 1, 1),
                       pack=pack if masked or grouped or kgrouped else pack_dense,

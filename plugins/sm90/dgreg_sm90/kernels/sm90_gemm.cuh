@@ -49,11 +49,13 @@
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the tile.
 //
-// Epilogues: TMA_STORE (BF16 D, no C, BLOCK_N % 64 == 0) stages the tile in swizzled shared
-// memory and TMA-stores it, overlapped with the next tile; M-grouped kernels do so for tiles
-// whose rows are all written (MIXED_STORE), the others like BF16 D with other BLOCK_N: staged
-// in padded rows, then coalesced 16-byte stores of the written rows only. FP32 D, or an
-// accumulator C: each thread adds C and stores its own pairs of columns.
+// Epilogues: a BF16 D without C is staged in shared memory and TMA-stored, overlapped with the
+// next tile, when N is a multiple of 8 (`d_tma`; TMA stores write whole 16-byte units, and
+// D's rows are then 16-byte aligned); M-grouped kernels do so for tiles
+// whose rows are all written (MIXED_STORE). Other tiles are written from the same staging by
+// coalesced 16-byte stores of the written rows only (4- or 2-byte ones when N is not a
+// multiple of 8). FP32 D, or an accumulator C: each thread
+// adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
 // per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED,
@@ -106,20 +108,28 @@ constexpr uint32_t OFF_A = 0;
 constexpr uint32_t OFF_B = OFF_A + STAGES * A_BYTES;
 constexpr uint32_t OFF_SFA = OFF_B + STAGES * B_BYTES;
 constexpr uint32_t OFF_SFB = OFF_SFA + STAGES * SFA_BYTES;
-// The BF16 output tile without C is staged in shared memory. With BLOCK_N a multiple of 64 it
-// is stored by TMA, asynchronously, in 64-column chunks laid out with the 128B swizzle (the
-// 16-byte unit u of row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit
-// different banks). Otherwise rows are padded by 16 bytes for the same reason and written
-// with 16-byte stores. FP32 output or an accumulator C go straight from registers.
+// The BF16 output tile without C is staged in shared memory, then stored by TMA,
+// asynchronously (overlapped with the next tile), or, where the TMA may not store it, by the
+// threads with coalesced 16-byte stores of the rows they own. One staging layout serves both:
+// with BLOCK_N a multiple of 64, 64-column chunks under the 128B swizzle (the 16-byte unit u of
+// row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit different banks), one
+// TMA box per chunk; otherwise the rows packed back to back, one box for the tile (the 8 rows
+// of a warp's write start 2 * BLOCK_N bytes apart: no bank conflict when BLOCK_N / 8 is odd,
+// 2- or 4-way ones otherwise). FP32 output or an accumulator C go straight from registers.
 constexpr bool EPI_DIRECT = OUT_F32 || WITH_C;
-constexpr bool TMA_STORE = !EPI_DIRECT && BLOCK_N % 64 == 0;
-// M-grouped tiles with rows that must stay untouched (padding, past masked_m, another
-// expert's) take the padded path; every other tile the TMA store: the buffer holds either.
-constexpr bool MIXED_STORE = TMA_STORE && GROUPED != 0;
-constexpr uint32_t D_PITCH = BLOCK_N * 2 + 16;
-constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : (TMA_STORE && !MIXED_STORE) ? BLOCK_M * BLOCK_N * 2
-                                                                          : BLOCK_M * D_PITCH;
+constexpr bool D_SWIZZLED = BLOCK_N % 64 == 0;
+// Tiles the TMA may store: all, if N is a multiple of 8 (`d_tma`, a launch argument);
+// M-grouped tiles only if every row is written (not padding, past masked_m or another
+// expert's): the others take the threads' stores.
+constexpr bool MIXED_STORE = !EPI_DIRECT && GROUPED != 0;
+constexpr uint32_t D_BYTES = EPI_DIRECT ? 0 : BLOCK_M * BLOCK_N * 2;
 constexpr uint32_t OFF_D = (OFF_SFB + STAGES * SFB_STRIDE + 1023) / 1024 * 1024;
+// where the 16-byte unit `unit` of the staged tile's row `row` sits, from OFF_D
+__device__ __forceinline__ uint32_t d_staged(int row, int unit) {
+    if constexpr (D_SWIZZLED)
+        return (unit / 8) * (BLOCK_M * 128) + row * 128 + ((unit % 8) ^ (row % 8)) * 16;
+    return row * (BLOCK_N * 2) + unit * 16;
+}
 constexpr uint32_t OFF_X = OFF_D + D_BYTES;  // KPAIR: the second warpgroup's totals
 constexpr uint32_t X_BYTES = KPAIR ? BLOCK_M * BLOCK_N * 4 : 0;
 constexpr uint32_t OFF_BAR = OFF_X + X_BYTES;
@@ -274,11 +284,12 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             const __grid_constant__ CUtensorMap map_b,    // [(G *) N, K], box [BN, 128 bytes]
             const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
             const __grid_constant__ CUtensorMap map_sfb,  // SFB_ROWS: [(G *) KB, N_pad] f32, box [1, BN]
-            const __grid_constant__ CUtensorMap map_d,    // TMA_STORE: [M, N] bf16, box [BM, 64]
+            const __grid_constant__ CUtensorMap map_d,    // d_tma: [M, N] bf16, box [BM, 64 or BN]
             const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
             long long sfb_stride_g,  // 1d2d B scales [(G,) NB, KB], copied into the ring
             out_t* d, long long ldd, long long d_stride_g,
             const void* c, long long ldc, long long c_stride_g, int c_f32,  // c may alias d
+            int d_tma,  // BF16 D without C, N a multiple of 8: map_d is valid
             int m, int n, int k, int groups, int m_per_group,
             const int* __restrict__ row_groups,  // see GROUPED in the file comment
             float* __restrict__ workspace, int* __restrict__ counters) {
@@ -305,7 +316,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         tma_prefetch(&map_b);
         if constexpr (IS_FP8) tma_prefetch(&map_sfa);
         if constexpr (SFB_ROWS) tma_prefetch(&map_sfb);
-        if constexpr (TMA_STORE) tma_prefetch(&map_d);
+        if (!EPI_DIRECT && d_tma) tma_prefetch(&map_d);
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full + s * 8, 1);
             // one arrival per math warp that releases stages (of both CTAs of a pair)
@@ -602,6 +613,9 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             if constexpr (EPI_DIRECT) {
                 // Each thread owns pairs of adjacent columns: a quad of lanes writes 8 columns of a
                 // row, so every 32-byte sector of FP32 output is written whole.
+                // pairs of columns are 8-byte (FP32) or 4-byte (BF16) aligned only with even
+                // strides: a D or C the call allocates with an odd N has odd row strides
+                const bool pairs = ((ldd | d_stride_g | ldc | c_stride_g) & 1) == 0;
                 out_t* d_tile = d + w.group * d_stride_g;
                 const long long c_group = w.group * c_stride_g;
                 #pragma unroll
@@ -617,7 +631,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                             const int col = n0 + 8 * j + 2 * (lane % 4);
                             if (col >= n) continue;
                             float v0 = total[s][4 * j + 2 * h], v1 = total[s][4 * j + 2 * h + 1];
-                            if (col + 1 < n) {
+                            if (col + 1 < n && pairs) {
                                 if constexpr (WITH_C) {
                                     const float2 cv = c_f32
                                         ? load_pair(static_cast<const float*>(c) + c_row + col)
@@ -626,22 +640,27 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                                     v1 += cv.y;
                                 }
                                 store_pair(d_row + col, v0, v1);
-                            } else {  // the last column of an odd N
-                                if constexpr (WITH_C)
-                                    v0 += c_f32 ? load_one(static_cast<const float*>(c) + c_row + col)
-                                                : load_one(static_cast<const __nv_bfloat16*>(c) + c_row + col);
-                                store_one(d_row + col, v0);
+                            } else {  // the last column of an odd N, or pairs not aligned
+                                #pragma unroll
+                                for (int e = 0; e < 2; ++e) {
+                                    if (col + e >= n) break;
+                                    float v = e ? v1 : v0;
+                                    if constexpr (WITH_C)
+                                        v += c_f32 ? load_one(static_cast<const float*>(c) + c_row + col + e)
+                                                   : load_one(static_cast<const __nv_bfloat16*>(c) + c_row + col + e);
+                                    store_one(d_row + col + e, v);
+                                }
                             }
                         }
                     }
                 continue;
             } else {
-            bool whole = TMA_STORE;  // every row of the tile is written: the TMA may store it
+            bool whole = d_tma;  // every row of the tile is written: the TMA may store it
             if constexpr (MIXED_STORE && GROUPED == 2) {  // the tile's rows all below masked_m
                 const int local = m0 - w.group * m_per_group;
-                whole = local + BLOCK_M <= min(m_per_group, __ldg(row_groups + w.group));
+                whole = whole && local + BLOCK_M <= min(m_per_group, __ldg(row_groups + w.group));
             } else if constexpr (MIXED_STORE) {  // each thread checks the rows it holds, then all agree
-                bool mine = true;
+                bool mine = whole;
                 #pragma unroll
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
@@ -650,74 +669,61 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                                                    m, w, m_per_group, row_groups);
                 whole = barrier_and(1, EPI_THREADS, mine);
             }
-            if (whole) {
-                // the previous tile's TMA store must have read the staging buffer before reuse
-                if (threadIdx.x == 0) tma_store_wait_read();
-                named_barrier(1, EPI_THREADS);
-                #pragma unroll
-                for (int s = 0; s < M_SUB; ++s) {
-                    const int r0 = wg_row0 + s * 64 + row_in_wg;
-                    #pragma unroll
-                    for (int j = 0; j < BLOCK_N / 8; ++j) {
-                        const int chunk = j / 8, unit16 = j % 8;  // 64 columns = 8 units of 16 bytes
-                        #pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            const int row = r0 + 8 * h;
-                            const uint32_t offset = OFF_D + chunk * (BLOCK_M * 128) + row * 128 +
-                                                    ((unit16 ^ (row % 8)) * 16) + (lane % 4) * 4;
-                            *reinterpret_cast<__nv_bfloat162*>(smem + offset) =
-                                __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
-                        }
-                    }
-                }
-                fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
-                named_barrier(1, EPI_THREADS);
-                if (threadIdx.x == 0) {
-                    #pragma unroll
-                    for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
-                        tma_store_2d(&map_d, base + OFF_D + chunk * (BLOCK_M * 128), n0 + chunk * 64, m0);
-                    tma_store_commit();
-                }
-                continue;  // out-of-bounds rows and columns are clipped by the TMA unit
-            }
-            // epilogue: stage the BF16 tile in shared memory, then write whole rows with
-            // coalesced 16-byte stores (direct 4-byte stores from the accumulator layout would
-            // touch each 32-byte sector twice)
-            if constexpr (MIXED_STORE) {  // an earlier tile's TMA store may still read the buffer
-                if (threadIdx.x == 0) tma_store_wait_read();
-            }
-            named_barrier(1, EPI_THREADS);  // the previous tile's rows have all been read
+            // the previous tile's TMA store, or its threads' stores, must have read the staging
+            if (threadIdx.x == 0) tma_store_wait_read();
+            named_barrier(1, EPI_THREADS);
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s) {
                 const int r0 = wg_row0 + s * 64 + row_in_wg;
                 #pragma unroll
-                for (int j = 0; j < BLOCK_N / 8; ++j) {
-                    const int col = 8 * j + 2 * (lane % 4);
+                for (int j = 0; j < BLOCK_N / 8; ++j)
                     #pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + (r0 + 8 * h) * D_PITCH + col * 2) =
+                    for (int h = 0; h < 2; ++h)
+                        *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + d_staged(r0 + 8 * h, j) + (lane % 4) * 4) =
                             __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
-                    }
-                }
             }
+            if (whole) {
+                fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)
+                named_barrier(1, EPI_THREADS);
+                if (threadIdx.x == 0) {
+                    if constexpr (D_SWIZZLED) {
+                        #pragma unroll
+                        for (int chunk = 0; chunk < BLOCK_N / 64; ++chunk)
+                            tma_store_2d(&map_d, base + OFF_D + chunk * (BLOCK_M * 128), n0 + chunk * 64, m0);
+                    } else {
+                        tma_store_2d(&map_d, base + OFF_D, n0, m0);
+                    }
+                    tma_store_commit();
+                }
+                continue;  // out-of-bounds rows and columns are clipped by the TMA unit
+            }
+            // the threads write the tile's written rows with coalesced 16-byte stores (direct
+            // 4-byte stores from the accumulator layout would touch each 32-byte sector twice)
             named_barrier(1, EPI_THREADS);
-            constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte chunks per row
+            constexpr int CHUNKS = BLOCK_N / 8;  // 16-byte units per row
             for (int idx = threadIdx.x; idx < BLOCK_M * CHUNKS; idx += EPI_THREADS) {
                 const int row = idx / CHUNKS, chunk = idx % CHUNKS;
                 const int grow = m0 + row, gcol = n0 + chunk * 8;
                 if (gcol >= n || !row_written(grow, m, w, m_per_group, row_groups)) continue;
-                const uint8_t* src = smem + OFF_D + row * D_PITCH + chunk * 16;
+                const uint8_t* src = smem + OFF_D + d_staged(row, chunk);
                 out_t* dst = d + grow * ldd + gcol;  // BF16 here
-                if (gcol + 8 <= n) {
+                if (gcol + 8 <= n && d_tma) {  // d_tma: 16-byte aligned rows of whole units
                     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-                } else {
-                    for (int col = 0; col < n - gcol; ++col) dst[col] = reinterpret_cast<const out_t*>(src)[col];
+                } else {  // N not a multiple of 8: pairs where they are 4-byte aligned
+                    const out_t* staged = reinterpret_cast<const out_t*>(src);
+                    const int count = min(8, n - gcol);
+                    int col = 0;
+                    if (ldd % 2 == 0)
+                        for (; col + 1 < count; col += 2)
+                            *reinterpret_cast<__nv_bfloat162*>(dst + col) =
+                                *reinterpret_cast<const __nv_bfloat162*>(staged + col);
+                    for (; col < count; ++col) dst[col] = staged[col];
                 }
             }
             }
         }
     }
-    if constexpr (TMA_STORE) {
+    if constexpr (!EPI_DIRECT) {
         if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store
     }
     if constexpr (CLUSTER == 2) cluster_sync();  // the peer may still arrive on this CTA's barriers
