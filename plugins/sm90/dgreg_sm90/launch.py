@@ -244,12 +244,14 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
 
     def pack_dense(call):
         a, b, d, c, sfa, sfb = call.a, call.b, call.d, call.c, call.a_scale, call.b_scale
-        if as_is and a.stride(1) == 1 and b.stride(1) == 1 and \
+        sa, sb = a.stride(), b.stride()
+        if as_is and sa[1] == 1 and sb[1] == 1 and \
                 (sfa is None or sfa.stride() == sfa_strides) and \
                 (not sfb_rows or sfb.stride() == sfb_strides):
-            key = (a.data_ptr(), b.data_ptr(), d.data_ptr(), a.stride(0), b.stride(0),
-                   d.stride(0), c is not None and (c.data_ptr(), c.stride(0)),
-                   sfa is not None and sfa.data_ptr(), sfb is not None and (sfb.data_ptr(), sfb.stride()),
+            key = (a.data_ptr(), b.data_ptr(), d.data_ptr(), sa[0], sb[0], d.stride(),
+                   c is not None and (c.data_ptr(), c.stride()),
+                   sfa is not None and sfa.data_ptr(),
+                   sfb is not None and (sfb.data_ptr(), sfb_rows or sfb.stride()),
                    split > 1 and raw_stream(d.device.index))
             found = packed.get(key)
             if found is None:
