@@ -276,9 +276,10 @@ STREAM_MAX_STAGES = 16
 # of the 9 picks it moved, 8 ran 3-13% faster, among them the masked K = 2048 tiles, 256 x 112
 # -> 256 x 128). Tiles of other widths are TMA-stored now too (one unswizzled box), but keep
 # the 2.5: charged a quarter, the model moved 12 benchmark picks to such widths and every one
-# measured 0-15% slower (results/2026-11-21-h200-v15-ab.txt: FP8 112-152 columns straddle
-# two or three B-scale blocks, so each row's promotion selects among several scales), while
-# the store itself gained 0.7-3% on the picks that kept their width (-v15-*.txt).
+# measured 0.1-13.5% slower (results/2026-11-21-h200-v15-ab.txt; the cause is not isolated:
+# FP8 tiles of 112-152 columns straddle two or three B-scale blocks, but BF16's moved picks,
+# which have no scales, lost 0.1-9% too), while the store itself gained 0.7-3% on the picks
+# that kept their width (-v15-ab.txt).
 EPILOGUE_TMA_SHARE = 0.25
 EPILOGUE_SYNC_COST = 2.5
 # A 2-CTA cluster sharing one operand tile through TMA multicast halves that operand's L2
