@@ -124,6 +124,26 @@ def test_k_grouped_bf16_groups_must_be_whole_k_blocks(sm100_only):
     assert whole.chosen.kernel_id == "sm100.k_grouped_bf16_gemm_contiguous"
 
 
+@pytest.mark.parametrize(("op", "d_dtype", "n", "served"), [
+    ("bf16_gemm", "bfloat16", 100, False), ("bf16_gemm", "bfloat16", 104, True),
+    ("bf16_gemm", "float32", 102, False), ("bf16_gemm", "float32", 100, True),
+    ("m_grouped_bf16_gemm_masked", "bfloat16", 100, True)])
+def test_d_with_n_not_whole_16_byte_units_is_refused_where_tma_stores_it(sm100_only, op, d_dtype,
+                                                                         n, served):
+    """Dense and K-grouped kernels TMA-store D in whole 16-byte units; M-grouped ones store
+    rows from registers and take any N."""
+    grouped = op.startswith("m_grouped")
+    problem = Problem(64, n, 256, 2, expected_m=64) if grouped else Problem(128, n, 256)
+    res = dgreg.explain(spec_for(op, d_dtype=d_dtype), problem, device="b200", file=None)
+    kernel = f"sm100.{op}"
+    if served:
+        assert res.chosen.kernel_id == kernel
+    else:
+        assert res.chosen.kernel_id == "reference.torch"
+        reason = {d.candidate.kernel_id: d.reason for d in res.decisions}[kernel]
+        assert f"N={n} is not a multiple of" in reason and "16-byte units" in reason
+
+
 def test_conformance_cases_skip_for_want_of_a_blackwell_gpu(sm100_only):
     ops = load_ops(SPECS / "ops")
     case = load_case_file(SPECS / "conformance" / "fp8_gemm.toml", ops)[0]

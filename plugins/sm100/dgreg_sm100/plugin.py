@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgreg import API_VERSION, Candidate, Recipe, hookimpl
+from dgreg import API_VERSION, Candidate, DType, Recipe, hookimpl
 from dgreg_sm100 import codegen, heuristics, launch
 
 ARCH = "sm100a"
@@ -62,6 +62,14 @@ def _reject_for(dtype: str, grouping: str):
     bk = heuristics.block_k(dtype)
 
     def reject(spec, problem) -> str | None:
+        # Dense and K-grouped kernels TMA-store D, which writes whole 16-byte units: with N
+        # not a multiple of them it would write past N into a padded D's spare columns (and a
+        # D the call allocates would have rows the TMA cannot address).
+        if grouping in ("none", "k_grouped"):
+            per16 = 16 // (4 if spec.d_dtype == DType.FP32 else 2)
+            if problem.n % per16:
+                return (f"N={problem.n} is not a multiple of {per16}: the TMA store of D "
+                        f"writes whole 16-byte units")
         # A K block of a group must not read the next group's rows: FP8 groups are whole
         # scale blocks already (the API checks), BF16 groups must be whole K blocks.
         if grouping == "k_grouped" and problem.group_ks is not None:
