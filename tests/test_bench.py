@@ -1,16 +1,17 @@
-"""The benchmark's timing order: each library is timed first in alternate rounds."""
+"""The benchmark's timing order: each library is timed first in alternate rounds, and every
+kernel time is taken before any per-call loop."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 from dgreg import bench
 
 
-def test_timed_pair_alternates_which_library_runs_first_and_averages(monkeypatch):
+def test_alternating_rounds_swap_which_library_runs_first_and_average():
     seen = []
-    kernel = {"ours": [10.0, 14.0], "theirs": [20.0, 22.0]}
-    call = {"ours": [11.0, 15.0], "theirs": [21.0, 25.0]}
+    times = {"ours": [10.0, 14.0], "theirs": [20.0, 22.0]}
 
     def ours():
         pass
@@ -20,26 +21,42 @@ def test_timed_pair_alternates_which_library_runs_first_and_averages(monkeypatch
 
     who = {ours: "ours", theirs: "theirs"}
 
-    def fake_kernel_time(fn, calls=30):
-        seen.append(("kernel", who[fn]))
-        return kernel[who[fn]].pop(0), [f"{who[fn]}_kernel"]
+    def timer(fn):
+        seen.append(who[fn])
+        return times[who[fn]].pop(0)
 
-    def fake_call_time(fn):
-        seen.append(("call", who[fn]))
-        return call[who[fn]].pop(0)
-
-    monkeypatch.setattr(bench, "kernel_time_us", fake_kernel_time)
-    monkeypatch.setattr(bench, "call_time_us", fake_call_time)
-    t_ours, c_ours, t_theirs, c_theirs, names = bench._timed_pair(ours, theirs)
-    assert seen == [("kernel", "ours"), ("call", "ours"), ("kernel", "theirs"), ("call", "theirs"),
-                    ("kernel", "theirs"), ("call", "theirs"), ("kernel", "ours"), ("call", "ours")]
-    assert (t_ours, c_ours, t_theirs, c_theirs) == (12.0, 13.0, 21.0, 23.0)
-    assert names == ["ours_kernel"]
+    assert bench._alternating(ours, theirs, timer) == (12.0, 21.0)
+    assert seen == ["ours", "theirs", "theirs", "ours"]
 
 
-def test_timed_pair_without_a_vendor_run_reports_nan(monkeypatch):
-    monkeypatch.setattr(bench, "kernel_time_us", lambda fn, calls=30: (5.0, ["k"]))
-    monkeypatch.setattr(bench, "call_time_us", lambda fn: 6.0)
-    t_ours, c_ours, t_theirs, c_theirs, _ = bench._timed_pair(lambda: None, None)
-    assert (t_ours, c_ours) == (5.0, 6.0)
-    assert math.isnan(t_theirs) and math.isnan(c_theirs)
+def test_alternating_without_a_vendor_run_reports_nan():
+    t_ours, t_theirs = bench._alternating(lambda: None, None, lambda fn: 5.0)
+    assert t_ours == 5.0 and math.isnan(t_theirs)
+
+
+def test_suite_takes_every_kernel_time_before_any_per_call_loop(monkeypatch):
+    """do_bench's 100 ms loops heat the card: the kernel times of all shapes come first."""
+    import torch
+
+    seen = []
+
+    def prepare(m, n, k):
+        def ours():
+            return None
+
+        return {"ours": ours, "theirs": None, "d": torch.zeros(1), "ref": torch.zeros(1),
+                "limit": 1e-3, "flops": 2.0 * m * n * k, "bytes": 1.0,
+                "explain": ("bf16_gemm", (m, n, k))}
+
+    monkeypatch.setitem(bench._SUITES, "fake", (prepare, "vendor", "bf16"))
+    monkeypatch.setattr(bench, "measure_peaks", lambda kind: {"peak_tflops": 1.0, "peak_gbps": 1.0})
+    monkeypatch.setattr(bench, "_check", lambda *args: 0.0)
+    monkeypatch.setattr(bench, "kernel_time_us", lambda fn: seen.append("kernel") or (1.0, ["k"]))
+    monkeypatch.setattr(bench, "call_time_us", lambda fn: seen.append("call") or 2.0)
+    monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda: "fake GPU", raising=False)
+    picked = SimpleNamespace(choice=SimpleNamespace(config="config"))
+    monkeypatch.setattr(bench.dgreg, "explain", lambda *args, **kwargs: picked)
+    result = bench.run_suite("fake", [(64, 128, 256), (128, 256, 512)], log=lambda line: None)
+    assert seen == ["kernel"] * 4 + ["call"] * 4
+    assert [row["kernel_us"] for row in result["rows"]] == [1.0, 1.0]
+    assert [row["kernels"] for row in result["rows"]] == [["k"], ["k"]]
