@@ -15,8 +15,10 @@ against a float64 reference before anything is timed. Two timings per implementa
   when triton is missing.
 
 Every shape's kernel times are taken first, then the peaks, then every shape's per-call
-times: a ``do_bench`` loop holds the card at full load for 100 ms, and kernels timed after
-such loops ran up to 16% slower. Each timing alternates which library runs first.
+times: a ``do_bench`` loop holds the card at full load for 100 ms, and at M = 4096 kernels
+timed after such loops ran 1-12% (dgreg) and up to 13% (cuBLASLt) slower than in a pass of
+short bursts, which is how DeepGEMM's kernel timings are taken. Each timing alternates which
+library runs first.
 
 TFLOPS = 2 M N K / t; GB/s = (A + B + D bytes) / t; the roofline floor is
 max(FLOPs / peak FLOPS, bytes / peak bandwidth) with both peaks measured in the same run
@@ -292,10 +294,8 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
     prepare, vendor, peak_kind = _SUITES[kind]
     table = _shapes(kind) if shapes is None else [(shape, None) for shape in shapes]
     published = any(p is not None for _, p in table)
-    # Two passes: every shape's kernel times first, then every shape's per-call times. A
-    # do_bench loop keeps the card at full load for 100 ms; kernels timed right after such
-    # loops ran up to 16% slower (4096 x 4096 x 7168) than on a card that had run only short
-    # bursts, which is how DeepGEMM's kernel timings are taken.
+    # Two passes: every shape's kernel times first, then every shape's per-call times (see
+    # the module docstring).
     timed = []
     for shape, deepgemm in table:
         case = prepare(*shape)
