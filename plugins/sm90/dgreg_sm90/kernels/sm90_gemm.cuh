@@ -51,11 +51,10 @@
 //
 // Epilogues: a BF16 D without C is staged in shared memory and TMA-stored, overlapped with the
 // next tile, when N is a multiple of 8 (`d_tma`; TMA stores write whole 16-byte units, and
-// D's rows are then 16-byte aligned); M-grouped kernels do so for tiles
-// whose rows are all written (MIXED_STORE). Other tiles are written from the same staging by
-// coalesced 16-byte stores of the written rows only (4- or 2-byte ones when N is not a
-// multiple of 8). FP32 D, or an accumulator C: each thread
-// adds C and stores its own pairs of columns.
+// D's rows are then 16-byte aligned); M-grouped kernels do so for tiles whose rows are all
+// written (MIXED_STORE). Other tiles are written from the same staging by coalesced 16-byte
+// stores of the written rows only (4- or 2-byte ones when N is not a multiple of 8). FP32 D,
+// or an accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
 // per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED,
