@@ -82,8 +82,8 @@ class Sm90GemmConfig:
         """How D is written (as the kernel decides): "tma" (staged in shared memory,
         TMA-stored, overlapped with the next tile), "mixed" (M-grouped: the TMA store for tiles
         whose rows are all written, the others from the staging by 16-byte stores) or
-        "direct" (FP32 D or a C: from registers). A BF16 D whose rows are not 16-byte aligned
-        is written from the staging by the threads (a launch argument, not the config)."""
+        "direct" (FP32 D or a C: from registers). A BF16 D whose N is not a multiple of 8 is
+        written from the staging by the threads (a launch argument, not the config)."""
         if self.out_f32 or self.with_c:
             return "direct"
         return "mixed" if self.grouped else "tma"
