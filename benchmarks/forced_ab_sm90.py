@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, op_problem, prebuild
+from sm90_forced import checked_kernel_us, op_problem, prebuild, write_json
 
 
 def run(cases: list[dict]) -> list[dict]:
@@ -50,9 +50,7 @@ def main() -> int:
         return prebuild(((*op_problem(case["key"]), case[label]) for case in cases
                          for label in ("before", "after")), args.prebuild)
     rows = run(cases)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return 0
 
 

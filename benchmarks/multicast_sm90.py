@@ -13,11 +13,10 @@ a GPU (the device simulated with ``DGREG_ARCH``), to carry to the GPU machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, forced_plan, op_problem
+from sm90_forced import checked_kernel_us, forced_plan, op_problem, write_json
 
 import dgreg
 
@@ -93,9 +92,7 @@ def main() -> int:
                 print(f"{suite:>7} {shape!s:<32} {label:<14} {t:9.1f} us {tflops:6.0f} TFLOPS "
                       f"{res.choice.config!r}", flush=True)
     os.environ.pop("DGREG_SM90_CONFIG", None)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+    write_json(args.json, {"device": torch.cuda.get_device_name(), "rows": rows})
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Resolving, timing and prebuilding sm90 kernels under a forced ``DGREG_SM90_CONFIG`` (shared
-by the sweep, multicast, forced-A/B and split-K probe benchmark scripts)."""
+"""Resolving, timing and prebuilding sm90 kernels under a forced ``DGREG_SM90_CONFIG``, patched
+kernel variants and the scripts' JSON output (shared by the sweep, multicast, forced-A/B,
+split-K probe and timeline probe benchmark scripts)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,12 @@ def prebuild(jobs: Iterable[tuple[str, Any, str]], cache_dir: str) -> int:
     os.environ.pop("DGREG_SM90_CONFIG", None)
     print(f"prebuilt {count} kernels into {cache_dir}")
     return 0
+
+
+def write_json(path: str | None, data: Any) -> None:
+    """The script's results as JSON at ``path`` (its ``--json`` option), if one was given."""
+    if path:
+        import json
+
+        with open(path, "w") as f:
+            json.dump(data, f, indent=1)

@@ -14,10 +14,9 @@ unit's work without any reduction) with --single.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from sm90_forced import checked_kernel_us, forced_plan, patch_kernel, prebuild
+from sm90_forced import checked_kernel_us, forced_plan, patch_kernel, prebuild, write_json
 
 import dgreg
 
@@ -86,9 +85,7 @@ def main() -> int:
                          "config": forced, "us": us})
             print(f"{round_} {variant:9s} {dtype:4s} {m:5d} {n:6d} {k:6d} {forced:58s} {us:8.2f}",
                   flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return 0
 
 

@@ -13,11 +13,10 @@ sweep would run into a kernel cache (no GPU needed: the device is simulated with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, forced_plan
+from sm90_forced import checked_kernel_us, forced_plan, write_json
 
 import dgreg
 
@@ -117,10 +116,8 @@ def main() -> int:
             print(f"{m:>5} {n:>6} {k:>6} {text or 'heuristic':<44} {t:9.1f} us {tflops:6.0f} "
                   f"TFLOPS  {cfg!r}", flush=True)
     os.environ.pop("DGREG_SM90_CONFIG", None)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "dtype": args.dtype, "rows": rows},
-                      f, indent=1)
+    write_json(args.json, {"device": torch.cuda.get_device_name(), "dtype": args.dtype,
+                           "rows": rows})
     return 0
 
 

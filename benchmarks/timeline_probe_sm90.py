@@ -25,7 +25,7 @@ import json
 import statistics
 import sys
 
-from sm90_forced import forced_plan, patch_kernel, prebuild
+from sm90_forced import forced_plan, patch_kernel, prebuild, write_json
 
 import dgreg
 
@@ -207,9 +207,7 @@ def main() -> int:
         rows.append({"shape": list(shape), "config": forced, "us": mean, "rounds": times})
         print(f"{shape!s:26s} {forced:70s} " +
               " ".join(f"{v} {mean[v]:6.2f}" for v in timed), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return 0
 
 

@@ -394,7 +394,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             stages = stages_for(config, k, smem_limit, max_stages)
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
-            tiles = -(-m // block_m) * -(-n // block_n) * batch
+            m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n)
+            tiles = m_blocks * n_blocks * batch
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
                           multicast_problem(mc, block_m, block_n, m, n, num_sms,
                                             grouped or k_grouped))]
