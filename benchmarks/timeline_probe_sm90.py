@@ -15,7 +15,9 @@ first and last issue, at the math warps' first full stage, the end of their K lo
 of the kernel, and the cycles each side spent waiting on the ring). Host-side variants of the
 base kernel: promo128 and promo0 (the tensor maps' L2 promotion 128 bytes or none, not 256);
 readflush (the L2 flush before each call reads 256 MiB instead of writing it: the bench's
-flush leaves L2 full of dirty lines, which the kernel's loads evict to HBM).
+flush leaves L2 full of dirty lines, which the kernel's loads evict to HBM). burstN (N = 2,
+4, ...): the producer issues its stages in runs of N consecutive K blocks (at most half the
+ring).
 """
 
 from __future__ import annotations
@@ -83,6 +85,21 @@ _TRACE = [
      " clock64() - probe_c0);\n"),
 ]
 _NOHINT = [("const bool b_once = MULTICAST != 2", "const bool b_once = false && MULTICAST != 2")]
+
+
+def _burst(n: int) -> list[tuple[str, str]]:
+    """burstN: the producer issues its stages in runs of N consecutive K blocks (at most half
+    the ring): before the first of a run it waits until the run's last stage is free, so
+    that the N loads of a B row's adjacent 128-byte pieces reach the memory system together."""
+    wait = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
+    return [(wait,
+             f"                    constexpr int BURST_ = {n} < STAGES / 2 ? {n} : (STAGES / 2 > 0 ? STAGES / 2 : 1);\n"
+             "                    if ((kb - w.kb_begin) % BURST_ == 0) {\n"
+             "                        const int s2_ = stage + min(BURST_, w.kb_end - kb) - 1;\n"
+             "                        mbar_wait(bar_empty + (s2_ % STAGES) * 8, (phase ^ (s2_ >= STAGES ? 1u : 0u)) ^ 1);\n"
+             "                    }\n" + wait)]
+
+
 _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
@@ -98,7 +115,8 @@ def use(variant: str) -> None:
     from dgreg.jit import tma
 
     tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-    patch_kernel(f"timeline probe variant {variant}", _PATCHES.get(variant, []))
+    patches = _burst(int(variant[5:])) if variant.startswith("burst") else _PATCHES.get(variant, [])
+    patch_kernel(f"timeline probe variant {variant}", patches)
 
 
 def pinned(shape: tuple, forced: str) -> str:

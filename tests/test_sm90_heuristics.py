@@ -200,6 +200,23 @@ def test_source_bakes_every_config_value():
     assert "#define IS_FP8 0" in bf16.code and bf16.entry == "sm90_bf16_gemm"
 
 
+def test_the_source_lists_every_split_of_a_tile_between_b_scale_blocks():
+    """A tile starts at a multiple of block_n; ``first`` counts its 8-column chunks before the
+    next 128-column B scale block. Hand-checked: 88-wide tiles start at 0, 88, 176 = 128 + 48,
+    ... so every multiple of 8 occurs and first runs 11 (start 0) down to 1 (start 120)."""
+    assert codegen.split_firsts(128) == [16] and codegen.split_firsts(256) == [16]
+    assert codegen.split_firsts(64) == [8] and codegen.split_firsts(32) == [4]
+    assert codegen.split_firsts(88) == list(range(11, 0, -1))
+    assert codegen.split_firsts(112) == [14, 12, 10, 8, 6, 4, 2]
+    assert codegen.split_firsts(176) == [16, 14, 12, 10, 8, 6, 4, 2]
+    assert codegen.split_firsts(192) == [16, 8]  # starts at 0 or 64 of a scale block
+    for block_n in range(8, 257, 8):  # against the tile starts themselves
+        starts = {i * block_n % 128 for i in range(4096 // block_n)}
+        assert set(codegen.split_firsts(block_n)) == {min(block_n, 128 - s) // 8 for s in starts}
+    src = codegen.gemm_source(Sm90GemmConfig(128, 192, 4, 132))
+    assert "#define SPLIT_FIRSTS(X) X(16) X(8)\n" in src.code
+
+
 def test_bf16_takes_wide_tiles_without_promotion_registers():
     cfg = heuristics.choose(4096, 7168, 7168, H100_SMS, dtype="bf16").config
     assert cfg.dtype == "bf16" and cfg.block_n > 128

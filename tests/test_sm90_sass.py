@@ -170,3 +170,24 @@ def test_staged_epilogues_store_tiles_of_every_width_through_the_tma(cfg, stores
         assert any("STG.E " in line for line in lines), "no 4-byte stores for unaligned rows"
         wide = any("STG.E.128 " in line for line in lines)
         assert wide == cfg.grouped, "16-byte stores: M-grouped tiles with untouched rows only"
+
+
+@pytest.mark.parametrize("cfg", [Sm90GemmConfig(256, 88, 4, 132), Sm90GemmConfig(128, 176, 4, 132),
+                                 Sm90GemmConfig(256, 64, 4, 132),
+                                 Sm90GemmConfig(256, 112, 3, 132, grouped=True, masked=True)],
+                         ids=repr)
+def test_1d2d_promotion_has_no_run_time_scale_choice(cfg, tmp_path):
+    """The 1d2d K loop is instantiated once per split of the tile between B scale blocks
+    (codegen.split_firsts): each copy promotes with one FFMA per accumulator, its scale
+    products formed once (two per scale block and sub-tile), and no select of a scale per
+    column chunk."""
+    _need_cuobjdump()
+    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    summary = summarize(sass)
+    copies = len(codegen.split_firsts(cfg.block_n))
+    assert summary.local_memory == 0
+    assert summary.count("QGMMA") == 4 * cfg.m_sub * copies
+    assert summary.count("FFMA") == cfg.block_n // 2 * cfg.m_sub * copies
+    assert "FSEL" not in sass
+    # scale products: at most 2 rows x 3 blocks per sub-tile and copy (epilogue FMULs aside)
+    assert summary.count("FMUL") <= 6 * cfg.m_sub * copies + 8

@@ -58,6 +58,7 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define GROUPED {GROUPINGS[config.grouping]}\n"
         f"#define OUT_F32 {int(config.out_f32)}\n"
         f"#define WITH_C {int(config.with_c)}\n"
+        f"#define SPLIT_FIRSTS(X) {' '.join(f'X({f})' for f in split_firsts(config.block_n))}\n"
         f"#define KERNEL_NAME {entry(config)}\n"
         f"#define SMEM_REQUESTED {smem_bytes(config)}\n"
         f"#include <stdint.h>\n"
@@ -66,6 +67,13 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
     )
     return KernelSource(code, entry(config), arch,
                         headers={name: header(name) for name in HEADERS})
+
+
+def split_firsts(block_n: int) -> list[int]:
+    """The values the kernel's ``first`` can take for tiles ``block_n`` wide: how many of a
+    tile's 8-column chunks lie in its first 128-column B scale block, over every tile start
+    (a multiple of block_n). One value when block_n divides 128 or 128 divides it."""
+    return sorted({min(block_n, 128 - i * block_n % 128) // 8 for i in range(128)}, reverse=True)
 
 
 def entry(config: Sm90GemmConfig) -> str:

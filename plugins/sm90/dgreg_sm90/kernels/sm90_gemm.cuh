@@ -152,6 +152,36 @@ static_assert(MULTICAST != 2 || GROUPED != 3, "K-grouped pairs share A");
 static_assert(A_LOAD_ROWS % 8 == 0 && B_LOAD_ROWS % 8 == 0, "half tiles of whole swizzle atoms");
 static_assert(SMEM_BYTES + 1023 <= SMEM_REQUESTED, "the launch must cover the layout and its alignment");
 
+// 1d2d promotion of one 64-row sub-tile's partial sums `p` into its totals `t`: this thread's
+// rows carry A scales a0 and a1; 8-column chunks j < F take B block scale b0, chunks up to S
+// b1, the rest b2. With F and S compile-time, the scale products are formed once per call and
+// each column costs one FFMA (a run-time split cost a select and two multiplies per chunk
+// and made tiles that straddle scale blocks 7-35% slower on an H200; a switch on the split
+// inside the K loop was slower still).
+template <int F, int S>
+__device__ __forceinline__ void promote_split(float (&t)[ACC], const float (&p)[ACC], float a0,
+                                              float a1, float b0, float b1, float b2) {
+    const float x0[3] = {a0 * b0, a0 * b1, a0 * b2}, x1[3] = {a1 * b0, a1 * b1, a1 * b2};
+    #pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+        const int blk = j < F ? 0 : (j < S ? 1 : 2);
+        t[4 * j + 0] = fmaf(p[4 * j + 0], x0[blk], t[4 * j + 0]);
+        t[4 * j + 1] = fmaf(p[4 * j + 1], x0[blk], t[4 * j + 1]);
+        t[4 * j + 2] = fmaf(p[4 * j + 2], x1[blk], t[4 * j + 2]);
+        t[4 * j + 3] = fmaf(p[4 * j + 3], x1[blk], t[4 * j + 3]);
+    }
+}
+
+// A tile's split as types: its first `first` 8-column chunks lie in its first 128-column B scale
+// block, chunks up to `second` in the next. The K loop is instantiated once per split the tile
+// width allows (SPLIT_FIRSTS, listed by the code generator: tile starts are multiples of
+// BLOCK_N) and chosen once per tile, so the promotion has no run-time choice in it.
+template <int F>
+struct Split {
+    static constexpr int first = F;
+    static constexpr int second = BLOCK_N / 8 < F + 16 ? BLOCK_N / 8 : F + 16;
+};
+
 #if OUT_F32
 typedef float out_t;
 #else
@@ -467,14 +497,14 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 }
             } else {
             // 1d2d: a tile may straddle two 128-wide B scale blocks, or three when BLOCK_N > 128:
-            // its first `first` 8-column chunks use block n0 / 128 (scale sb0), chunks up to
-            // `second` the next one (sb1), the rest the one after (sb2).
+            // its first S::first 8-column chunks use block n0 / 128 (scale sb0), chunks up to
+            // S::second the next one (sb1), the rest the one after (sb2).
             const float* group_sfb = sfb + w.group * sfb_stride_g;
             const int nb0 = n0 / 128;
             const int nb1 = min(nb0 + 1, last_block);
             const int nb2 = min(nb0 + 2, last_block);
-            const int first = min(BLOCK_N, 128 - n0 % 128) / 8;
-            const int second = min(BLOCK_N / 8, first + 16);
+            auto k_loop = [&](auto split) {
+            using S = decltype(split);
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                 if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {  // the other warpgroup's block
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
@@ -527,26 +557,33 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     // scales): hand it back
                     if (!SFB_ROWS && s == M_SUB - 1) release_stage(bar_empty, stage, lane);
                     // promotion: accumulator i is row (i % 4) / 2 * 8 + row_in_wg, column 8 * (i / 4) + ...
-                    #pragma unroll
-                    for (int j = 0; j < BLOCK_N / 8; ++j) {
-                        if constexpr (SFB_ROWS) {
+                    if constexpr (SFB_ROWS) {
+                        #pragma unroll
+                        for (int j = 0; j < BLOCK_N / 8; ++j) {
                             const float2 sb = *reinterpret_cast<const float2*>(sfb_cols + 8 * j);
                             total[s][4 * j + 0] = fmaf(part[4 * j + 0], sa[s][0] * sb.x, total[s][4 * j + 0]);
                             total[s][4 * j + 1] = fmaf(part[4 * j + 1], sa[s][0] * sb.y, total[s][4 * j + 1]);
                             total[s][4 * j + 2] = fmaf(part[4 * j + 2], sa[s][1] * sb.x, total[s][4 * j + 2]);
                             total[s][4 * j + 3] = fmaf(part[4 * j + 3], sa[s][1] * sb.y, total[s][4 * j + 3]);
-                        } else {
-                            const float sb = j < first ? sb0 : (j < second ? sb1 : sb2);
-                            const float s0 = sa[s][0] * sb, s1 = sa[s][1] * sb;
-                            total[s][4 * j + 0] = fmaf(part[4 * j + 0], s0, total[s][4 * j + 0]);
-                            total[s][4 * j + 1] = fmaf(part[4 * j + 1], s0, total[s][4 * j + 1]);
-                            total[s][4 * j + 2] = fmaf(part[4 * j + 2], s1, total[s][4 * j + 2]);
-                            total[s][4 * j + 3] = fmaf(part[4 * j + 3], s1, total[s][4 * j + 3]);
                         }
+                    } else {
+                        promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],
+                                                           sb0, sb1, sb2);
                     }
                 }
                 if constexpr (SFB_ROWS) release_stage(bar_empty, stage, lane);
                 if (++stage == STAGES) { stage = 0; phase ^= 1; }
+            }
+            };
+            if constexpr (SFB_ROWS) {
+                k_loop(Split<BLOCK_N / 8>{});  // (per-column scales: no split)
+            } else {
+                switch (min(BLOCK_N, 128 - n0 % 128) / 8) {
+#define DGREG_SPLIT_CASE(F) case F: k_loop(Split<F>{}); break;
+                    SPLIT_FIRSTS(DGREG_SPLIT_CASE)
+#undef DGREG_SPLIT_CASE
+                    default: __trap();  // a split the generator did not list: never a wrong answer
+                }
             }
             }
 

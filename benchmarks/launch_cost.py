@@ -1,0 +1,116 @@
+"""Host time of one kernel launch through the driver, by how the launch is made: which entry
+point (``cuLaunchKernelEx`` or ``cuLaunchKernel``, both through ctypes) and how large the
+kernel's parameter block is (the sm90 GEMM passes five 128-byte ``__grid_constant__`` tensor
+maps and 19 scalars). The kernels do nothing; a sleep kernel keeps the GPU busy so that only
+the host is timed.
+
+    python benchmarks/launch_cost.py
+"""
+
+from __future__ import annotations
+
+import ctypes
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dgreg.jit.launch import LoadedKernel, _driver_launch
+
+SOURCE = r"""
+#include <cuda.h>
+#include <stdint.h>
+struct alignas(64) Map { uint8_t bytes[128]; };
+extern "C" __global__ void maps5(const __grid_constant__ Map m0, const __grid_constant__ Map m1,
+    const __grid_constant__ Map m2, const __grid_constant__ Map m3, const __grid_constant__ Map m4,
+    long long s0, long long s1, long long s2, long long s3, long long s4, long long s5,
+    long long s6, long long s7, long long s8, long long s9, long long s10, long long s11,
+    long long s12, long long s13, long long s14, long long s15, long long s16, long long s17,
+    long long s18) {
+    if (s0 == 12345) asm volatile("trap;");
+}
+extern "C" __global__ void scalars19(long long s0, long long s1, long long s2, long long s3,
+    long long s4, long long s5, long long s6, long long s7, long long s8, long long s9,
+    long long s10, long long s11, long long s12, long long s13, long long s14, long long s15,
+    long long s16, long long s17, long long s18) {
+    if (s0 == 12345) asm volatile("trap;");
+}
+extern "C" __global__ void one(long long s0) {
+    if (s0 == 12345) asm volatile("trap;");
+}
+"""
+
+
+EX = None  # the driver's cuLaunchKernelEx, as dgreg calls it
+
+
+def per_call_us(fn, calls: int = 400, repeats: int = 7) -> float:
+    fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        torch.cuda._sleep(100_000_000)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - start) / calls * 1e6)
+        torch.cuda.synchronize()
+    return statistics.median(samples)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.cu"
+        src.write_text(SOURCE)
+        subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-o", f"{tmp}/k.cubin", str(src)],
+                       check=True)
+        cubin = Path(f"{tmp}/k.cubin").read_bytes()
+    global EX
+    EX = _driver_launch()
+    libcuda = ctypes.CDLL("libcuda.so.1")
+    plain = libcuda.cuLaunchKernel
+    plain.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
+    plain.restype = ctypes.c_int
+    stream = torch.cuda.current_stream().cuda_stream
+    maps = [ctypes.create_string_buffer(128) for _ in range(5)]
+    scalars = ctypes.create_string_buffer(8 * 19)
+    print(f"device {torch.cuda.get_device_name()}")
+    for name, n_maps, n_scalars in (("maps5", 5, 19), ("scalars19", 0, 19), ("one", 0, 1)):
+        kernel = LoadedKernel(cubin, name)
+        types = [None] * n_maps + [ctypes.c_longlong] * n_scalars
+        args = [type("M", (), {"getPtr": lambda self, b=b: ctypes.addressof(b)})()
+                for b in maps[:n_maps]] + [1] * n_scalars
+        launch_ex = kernel.bind((132, 1, 1), (384, 1, 1), types)
+        array = (ctypes.c_void_p * (n_maps + n_scalars))(
+            *[ctypes.addressof(b) for b in maps[:n_maps]],
+            *[ctypes.addressof(scalars) + 8 * i for i in range(n_scalars)])
+        handle, array_ref = kernel._handle, ctypes.addressof(array)
+
+        def launch_plain(handle=handle, array_ref=array_ref):
+            err = plain(handle, 132, 1, 1, 384, 1, 1, 0, stream, array_ref, None)
+            if err:
+                raise RuntimeError(f"cuLaunchKernel: {err}")
+
+        state = kernel._new_state((132, 1, 1), (384, 1, 1), (1, 1, 1), 0, types)
+        state.config.hStream = stream
+
+        def launch_bare_ex(state=state, handle=handle, array_ref=array_ref):
+            err = EX(state.config_ref, handle, array_ref, None)
+            if err:
+                raise RuntimeError(f"cuLaunchKernelEx: {err}")
+
+        bound_us = per_call_us(lambda launch_ex=launch_ex, args=args: launch_ex(args))
+        ex_us = per_call_us(launch_bare_ex)
+        plain_us = per_call_us(launch_plain)
+        print(f"  {name:10s} ({n_maps} maps, {n_scalars} scalars, "
+              f"{n_maps * 128 + n_scalars * 8} bytes): dgreg's bound launch {bound_us:5.2f} us, "
+              f"bare cuLaunchKernelEx {ex_us:5.2f} us, bare cuLaunchKernel {plain_us:5.2f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
