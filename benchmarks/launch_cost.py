@@ -10,14 +10,13 @@ the host is timed.
 from __future__ import annotations
 
 import ctypes
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from host_overhead_fp8 import per_call_us
 
 from dgreg.jit.launch import LoadedKernel, _driver_launch
 
@@ -45,23 +44,6 @@ extern "C" __global__ void one(long long s0) {
 """
 
 
-EX = None  # the driver's cuLaunchKernelEx, as dgreg calls it
-
-
-def per_call_us(fn, calls: int = 400, repeats: int = 7) -> float:
-    fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(repeats):
-        torch.cuda._sleep(100_000_000)
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-        torch.cuda.synchronize()
-    return statistics.median(samples)
-
-
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.cu"
@@ -69,8 +51,7 @@ def main() -> int:
         subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-o", f"{tmp}/k.cubin", str(src)],
                        check=True)
         cubin = Path(f"{tmp}/k.cubin").read_bytes()
-    global EX
-    EX = _driver_launch()
+    ex = _driver_launch()  # the driver's cuLaunchKernelEx, as dgreg calls it
     libcuda = ctypes.CDLL("libcuda.so.1")
     plain = libcuda.cuLaunchKernel
     plain.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
@@ -90,7 +71,7 @@ def main() -> int:
             *[ctypes.addressof(scalars) + 8 * i for i in range(n_scalars)])
         handle, array_ref = kernel._handle, ctypes.addressof(array)
 
-        def launch_plain(handle=handle, array_ref=array_ref):
+        def launch_plain(_i, handle=handle, array_ref=array_ref):
             err = plain(handle, 132, 1, 1, 384, 1, 1, 0, stream, array_ref, None)
             if err:
                 raise RuntimeError(f"cuLaunchKernel: {err}")
@@ -98,12 +79,12 @@ def main() -> int:
         state = kernel._new_state((132, 1, 1), (384, 1, 1), (1, 1, 1), 0, types)
         state.config.hStream = stream
 
-        def launch_bare_ex(state=state, handle=handle, array_ref=array_ref):
-            err = EX(state.config_ref, handle, array_ref, None)
+        def launch_bare_ex(_i, state=state, handle=handle, array_ref=array_ref, ex=ex):
+            err = ex(state.config_ref, handle, array_ref, None)
             if err:
                 raise RuntimeError(f"cuLaunchKernelEx: {err}")
 
-        bound_us = per_call_us(lambda launch_ex=launch_ex, args=args: launch_ex(args))
+        bound_us = per_call_us(lambda _i, launch_ex=launch_ex, args=args: launch_ex(args))
         ex_us = per_call_us(launch_bare_ex)
         plain_us = per_call_us(launch_plain)
         print(f"  {name:10s} ({n_maps} maps, {n_scalars} scalars, "

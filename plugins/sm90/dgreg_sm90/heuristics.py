@@ -281,10 +281,11 @@ STREAM_MAX_STAGES = 16
 # which have no scales, lost 0.1-9% too), while the store itself gained 0.7-3% on the picks
 # that kept their width (-v15-ab.txt). The FP8 part of the cause was the 1d2d promotion: with
 # the split between B scale blocks known at run time only, it cost a select and two multiplies
-# per 8-column chunk. The kernel now instantiates its K loop per split (-v16-split-ab.txt:
-# 256 x 88 +7%, 128 x 176 +24%, masked 256 x 112 +7%), and FP8 1d2d 256-row tiles of any width
-# are charged a quarter: of the bench picks that moves, the three masked K = 2048 tiles (256 x
-# 128 -> 256 x 112) ran 1-2% faster (-v16-quarter-ab.txt). At 64 and 128 rows the picks it
+# per 8-column chunk. The kernel now instantiates its K loop per split (256 x 88 123.3 -> 115.7
+# us in one bench session, -v16-split-ab.txt; across two runs, -v16-constfirst.txt against
+# -v16-split-ab.txt: 128 x 176 131.5 -> 106.3 us, masked 256 x 112 34.4 -> 32.0 us), and FP8
+# 1d2d 256-row tiles of any width are charged a quarter: of the bench picks that moves, the
+# three masked K = 2048 tiles (256 x 128 -> 256 x 112) ran 1-2% faster (-v16-quarter-ab.txt). At 64 and 128 rows the picks it
 # would move (64 x 152, 128 x 136, 128 x 96 split 3, 64 x 120) still ran 0-9% slower, so
 # those keep the 2.5.
 EPILOGUE_TMA_SHARE = 0.25
@@ -401,6 +402,10 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             stages = stages_for(config, k, smem_limit, max_stages)
             if stages < min(MIN_RING, max(2, k_blocks)):
                 continue
+            # the epilogue's charge (see EPILOGUE_SYNC_COST): the swizzled TMA store's for
+            # widths that are multiples of 64, and for FP8 1d2d 256-row tiles of any width
+            tma_store = config.epilogue in ("tma", "mixed") and (
+                block_n % 64 == 0 or (dtype == "fp8" and not sfb_rows and block_m == 256))
             m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n)
             tiles = m_blocks * n_blocks * batch
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
@@ -412,15 +417,11 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                 if legal(block_m, block_n, split, dtype, sfb_rows, grouped):
                     continue
                 inflight = inflight_pays(dtype, block_m, stages)
-                # FP8 1d2d 256-row tiles of other widths: charged like the swizzled TMA store
-                # (see EPILOGUE_SYNC_COST)
-                straddle_ok = dtype == "fp8" and not sfb_rows and block_m == 256
                 for mc in multicasts:
                     ns, units, waves, busy = estimate_ns(
                         m, n, k, num_sms, block_m, block_n, split, dtype, batch=batch,
                         out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
-                        tma_store=config.epilogue in ("tma", "mixed") and (
-                            block_n % 64 == 0 or straddle_ok),
+                        tma_store=tma_store,
                         multicast=mc,
                         stages=stages)
                     # masked: the real tile count is only known on the device, use every SM
