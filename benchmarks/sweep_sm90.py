@@ -8,6 +8,13 @@ own pick is timed too (and, for BF16, the same pick with ``inflight``), so the t
 how far it is from the best forced config. ``--prebuild DIR`` compiles every config the
 sweep would run into a kernel cache (no GPU needed: the device is simulated with
 ``DGREG_ARCH``), to carry to the GPU machine.
+
+    DGREG_PLUGINS=sm90 python benchmarks/sweep_sm90.py --grid GRID.json --json out.json
+
+``--grid``: the shapes and configs from a file, ``[{"key": ["fp8" | "bf16", M, N, K] or
+["masked" | "contiguous", G, M per group, N, K], "configs": [DGREG_SM90_CONFIG, ...]}, ...]``
+("" is the heuristics' pick); each config is checked, then timed twice, the second pass in
+the reverse order, and the shorter time kept (``--prebuild`` works with it too).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import argparse
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, forced_plan, write_json
+from sm90_forced import checked_kernel_us, forced_plan, op_problem, write_json
 
 import dgreg
 
@@ -83,12 +90,68 @@ def prebuild(dtype: str, cache_dir: str) -> int:
     return build_all(jobs(), cache_dir)
 
 
+def grid(cases: list[dict]) -> list[dict]:
+    """Every case's configs, checked, then timed in two passes (forward, reverse)."""
+    from dgreg.bench import _SUITES
+
+    rows = []
+    for case in cases:
+        key = case["key"]
+        suite = key[0] if key[0] in ("fp8", "bf16") else "grouped"
+        prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
+        op, problem = op_problem(key)
+        times: dict[str, list[float]] = {}
+        configs: dict[str, str] = {}
+        order = list(case["configs"])
+        for check, texts in ((True, order), (False, order[::-1])):
+            for text in texts:
+                if text in configs and configs[text] is None:
+                    continue
+                try:
+                    t, res = checked_kernel_us(prepared, op, problem, text, f"{key} {text}",
+                                               check=check)
+                except ValueError as exc:  # an illegal config for this shape: report, go on
+                    print(f"{key!s:<36} {text or 'heuristic':<48} not run: {exc}")
+                    configs[text] = None
+                    continue
+                configs[text] = repr(res.choice.config)
+                times.setdefault(text, []).append(t)
+        flops = 2 * problem.m * problem.n * problem.k * max(1, problem.groups if key[0] ==
+                                                              "masked" else 1)
+        for text in order:
+            if configs.get(text) is None:
+                continue
+            best = min(times[text])
+            rows.append({"key": key, "forced": text, "config": configs[text], "kernel_us": best,
+                         "passes_us": times[text], "tflops": flops / best / 1e6})
+            print(f"{key!s:<36} {text or 'heuristic':<48} {best:9.1f} us "
+                  f"({' '.join(f'{t:.1f}' for t in times[text])}) {flops / best / 1e6:6.0f} TFLOPS "
+                  f"{configs[text]}", flush=True)
+    os.environ.pop("DGREG_SM90_CONFIG", None)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8")
+    parser.add_argument("--grid", metavar="GRID.json")
     parser.add_argument("--json")
     parser.add_argument("--prebuild", metavar="DIR")
     args = parser.parse_args()
+    if args.grid:
+        import json
+
+        with open(args.grid) as f:
+            cases = json.load(f)
+        if args.prebuild:
+            from sm90_forced import prebuild as build_all
+
+            return build_all(((*op_problem(case["key"]), text) for case in cases
+                              for text in case["configs"]), args.prebuild)
+        import torch
+
+        write_json(args.json, {"device": torch.cuda.get_device_name(), "rows": grid(cases)})
+        return 0
     if args.prebuild:
         return prebuild(args.dtype, args.prebuild)
 

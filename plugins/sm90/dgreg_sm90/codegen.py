@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 
 from dgreg import KernelSource
-from dgreg_sm90.config import GROUPINGS, MULTICASTS, Sm90GemmConfig
+from dgreg_sm90.config import GROUPINGS, MULTICASTS, Sm90GemmConfig, split_firsts
 from dgreg_sm90.heuristics import smem_bytes
 
 # entry name prefix per grouping
@@ -67,13 +67,6 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
     )
     return KernelSource(code, entry(config), arch,
                         headers={name: header(name) for name in HEADERS})
-
-
-def split_firsts(block_n: int) -> list[int]:
-    """The values the kernel's ``first`` can take for tiles ``block_n`` wide: how many of a
-    tile's 8-column chunks lie in its first 128-column B scale block, over every tile start
-    (a multiple of block_n). One value when block_n divides 128 or 128 divides it."""
-    return sorted({min(block_n, 128 - i * block_n % 128) // 8 for i in range(128)}, reverse=True)
 
 
 def entry(config: Sm90GemmConfig) -> str:

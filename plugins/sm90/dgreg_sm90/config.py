@@ -26,7 +26,9 @@ class Sm90GemmConfig:
     sfb_rows: bool = False  # FP8 B scales per row and 128 K (1d1d), else per 128x128 block
     out_f32: bool = False  # D in FP32, else BF16
     with_c: bool = False  # D = C + A @ B (C in BF16 or FP32, told at launch)
-    inflight: bool = False  # BF16: a K block's wgmma run on while the next is issued
+    # a K block's wgmma run on while the next is issued (BF16); FP8: while the previous block
+    # is promoted (two partial accumulators; one sub-tile per warpgroup, 1d2d, block_n <= 128)
+    inflight: bool = False
     # 2-CTA cluster sharing one operand tile through TMA multicast: "a" (the pair's tiles share
     # rows: adjacent n-blocks), "b" (they share columns: adjacent m-blocks), or "" (no cluster)
     multicast: str = ""
@@ -39,8 +41,13 @@ class Sm90GemmConfig:
             raise ValueError("sfb_rows (per-row B scales) is an FP8 recipe")
         if self.k_grouped and (self.grouped or not self.out_f32):
             raise ValueError("a K-grouped config is not M-grouped and writes FP32")
-        if self.inflight and (self.dtype != "bf16" or self.stages < 3):
-            raise ValueError("inflight needs BF16 operands and a ring of 3 or more stages")
+        if self.inflight and self.stages < 3:
+            raise ValueError("inflight needs a ring of 3 or more stages")
+        if self.inflight and self.dtype == "fp8" and (self.m_sub != 1 or self.kpair or
+                                                      self.sfb_rows or self.block_n > 128):
+            raise ValueError("FP8 inflight needs one 64-row sub-tile per math warpgroup "
+                             "(block_m 64 or 128), 1d2d scales, no kpair and block_n <= 128 "
+                             "(two partial accumulators)")
         if self.multicast not in MULTICASTS:
             raise ValueError(f"multicast must be one of {sorted(MULTICASTS)} (got {self.multicast!r})")
         if self.multicast == "b" and (self.grouped or self.k_grouped):
@@ -100,3 +107,10 @@ class Sm90GemmConfig:
         extra += ", kpair" if self.kpair else ""
         return (f"Sm90GemmConfig({self.dtype}, block_m={self.block_m}, block_n={self.block_n}, "
                 f"stages={self.stages}, num_sms={self.num_sms}{extra})")
+
+
+def split_firsts(block_n: int) -> list[int]:
+    """The values the kernel's ``first`` can take for tiles ``block_n`` wide: how many of a
+    tile's 8-column chunks lie in its first 128-column B scale block, over every tile start
+    (a multiple of block_n). One value when block_n divides 128 or 128 divides it."""
+    return sorted({min(block_n, 128 - i * block_n % 128) // 8 for i in range(128)}, reverse=True)

@@ -13,7 +13,7 @@ import attrs
 
 from dgreg import ConfigChoice
 from dgreg import config as settings
-from dgreg_sm90.config import Sm90GemmConfig
+from dgreg_sm90.config import Sm90GemmConfig, split_firsts
 
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
@@ -124,6 +124,17 @@ def kpair_pays(dtype: str, block_m: int, m: int, grouped: bool) -> bool:
     Forced A/B on an H200 (results/2026-11-21-h200-kpair-ab.txt): 128 x 7168 x 2048 +9%,
     128 x 4096 x 7168 +3%; at M = 64, where B streams from HBM once, -1% to +2%."""
     return dtype == "fp8" and block_m == 64 and m > 64 and not grouped
+
+
+def large_fp8(dtype: str, block_m: int, m: int, grouped: bool, sfb_rows: bool,
+              direct: bool) -> bool:
+    """Whether a config is scored by the fit of dense FP8 1d2d tiles of 128 and 256 rows on
+    problems of many m-blocks (FIT_FLOPS_PER_NS): not grouped, no per-row B scales, D through
+    the TMA store (``direct``: FP32 D or a C), M at least FIT_MIN_M. Measured on the grouped
+    shapes, the fit ranks the contiguous ones as the general model does but moves the masked
+    K = 2048 picks back to 256 x 128 tiles, 1.6% slower than their 256 x 112."""
+    return (dtype == "fp8" and block_m >= 128 and m >= FIT_MIN_M and not grouped and
+            not sfb_rows and not direct)
 
 
 def tile_blocks(m: int, n: int, block_m: int, block_n: int, multicast: str = "") -> tuple[int, int]:
@@ -300,6 +311,23 @@ EPILOGUE_SYNC_COST = 2.5
 # coupling and credits no L2 saving: multicast configs are scored and shown by `explain`, and
 # taken only when forced (DGREG_SM90_CONFIG=...,multicast=a|b).
 MULTICAST_COST = 0.03
+# Dense FP8 1d2d tiles of 128 and 256 rows on problems of many m-blocks (`large_fp8`): fitted
+# on 60 forced runs of the six M = 4096 bench shapes, 256 x 88..128 and 128 x 128..192, on an
+# H200 (results/2026-11-21-h200-v17-grid.txt; 3.3% rms, the measured-fastest config of each
+# shape also the model's pick). A K block costs the slower of its L2 reads and its MMAs
+# plus a fixed part (waits, wgmma issue, promotion the tensor core does not cover), which is
+# higher per row for 128-row tiles; widths that give a tile more than two splits between B scale
+# blocks (one K loop copy per split) pay FIT_SPLITS_NS per 128 rows; the epilogue is D's bytes
+# at the L2 rate times FIT_EPILOGUE for every width. The general model charged 128-row tiles
+# 0.76 of the tensor core's rate and picked 256 x 88 at 4096 x 2112 x 7168 (115.1 us), where
+# 128 x 192 runs 103.2; on the other five shapes both pick 256 x 128.
+FIT_FLOPS_PER_NS = 12666.0  # per SM
+FIT_BLOCK_NS = {128: 98.0, 256: 127.0}
+FIT_SPLITS_NS = 33.0
+FIT_L2_BYTES_PER_NS = 76.9
+FIT_EPILOGUE = 0.84
+FIT_UNIT_NS = 716.0
+FIT_MIN_M = 1024
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04
 
@@ -308,7 +336,7 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
                 split: int, dtype: str = "fp8", *, batch: int = 1, out_bytes: int = 2,
                 c_bytes: int = 0, inflight: bool = False,
                 tma_store: bool = False, multicast: str = "",
-                stages: int = MAX_STAGES) -> tuple[float, int, int, float]:
+                stages: int = MAX_STAGES, large_fp8: bool = False) -> tuple[float, int, int, float]:
     """(predicted kernel time in ns, work units, waves, the units' own time in ns) of one
     config; the last is the first without the HBM floor (the slack under a floor).
 
@@ -318,7 +346,9 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     ``tma_store``: D leaves through the asynchronous TMA store in 64-column chunks,
     overlapped with the next unit (see EPILOGUE_TMA_SHARE for other widths);
     ``multicast``: "a" or "b", the operand a 2-CTA cluster shares (see MULTICAST_COST);
-    ``stages``: the ring's depth (used for `streaming` problems, see STREAM_LATENCY_NS).
+    ``stages``: the ring's depth (used for `streaming` problems, see STREAM_LATENCY_NS);
+    ``large_fp8``: a dense FP8 1d2d config of 128 or 256 rows, scored by the fit of
+    FIT_FLOPS_PER_NS and what follows it (see `large_fp8`).
     """
     bk = block_k(dtype)
     k_blocks = max(1, -(-k // bk))
@@ -336,7 +366,12 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     stream = streaming(dtype, m, k)
     tile_bytes = (block_m + block_n) * 128
     mma = 2 * block_m * block_n * bk / (flops * mma_efficiency)
-    if stream:  # the ring's bytes in flight set the L2 rate
+    if large_fp8:
+        mma = 2 * block_m * block_n * bk / FIT_FLOPS_PER_NS + FIT_BLOCK_NS[block_m]
+        if len(split_firsts(block_n)) > 2:
+            mma += FIT_SPLITS_NS * block_m / 128
+        per_k_block = max(tile_bytes / FIT_L2_BYTES_PER_NS, mma)
+    elif stream:  # the ring's bytes in flight set the L2 rate
         rate = min(STREAM_L2_BYTES_PER_NS, stages * tile_bytes / STREAM_LATENCY_NS)
         per_k_block = max(tile_bytes / rate, mma, STREAM_MIN_BLOCK_NS)
     else:
@@ -346,10 +381,13 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     if inflight:  # no drain of the tensor core between K blocks (measured 2-6% at M <= 128)
         per_k_block *= 0.96
     epilogue = block_m * block_n * (out_bytes + c_bytes) / L2_BYTES_PER_NS
-    epilogue *= EPILOGUE_TMA_SHARE if tma_store else EPILOGUE_SYNC_COST
+    if large_fp8:
+        epilogue *= FIT_EPILOGUE
+    else:
+        epilogue *= EPILOGUE_TMA_SHARE if tma_store else EPILOGUE_SYNC_COST
     # a split unit writes its FP32 partial; the last unit of the tile reads the others back
     reduction = split * block_m * block_n * 4 / L2_BYTES_PER_NS + SPLIT_FIXED_NS if split > 1 else 0.0
-    fixed = STREAM_FIXED_NS if stream else UNIT_FIXED_NS
+    fixed = FIT_UNIT_NS if large_fp8 else STREAM_FIXED_NS if stream else UNIT_FIXED_NS
     unit = -(-k_blocks // split) * per_k_block + epilogue + reduction + fixed
     elem = 1 if dtype == "fp8" else 2
     nbytes = batch * ((m * k + n * k) * elem + (out_bytes + c_bytes) * m * n)
@@ -406,6 +444,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             # widths that are multiples of 64, and for FP8 1d2d 256-row tiles of any width
             tma_store = config.epilogue in ("tma", "mixed") and (
                 block_n % 64 == 0 or (dtype == "fp8" and not sfb_rows and block_m == 256))
+            fit = large_fp8(dtype, block_m, m, grouped or k_grouped, sfb_rows,
+                            out_f32 or with_c)
             m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n)
             tiles = m_blocks * n_blocks * batch
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
@@ -423,7 +463,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                         out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
                         tma_store=tma_store,
                         multicast=mc,
-                        stages=stages)
+                        stages=stages, large_fp8=fit)
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)
                     picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,

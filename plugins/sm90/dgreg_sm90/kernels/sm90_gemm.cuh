@@ -15,7 +15,10 @@
 // and B scales: Hopper's FP8 tensor core keeps too few accumulation bits to sum all of K.
 // BF16: per 64-K block, 4 wgmma m64nBLOCK_Nk16 accumulate straight into the FP32 registers;
 // with INFLIGHT a block's wgmma groups still run while the next block is issued, its stage
-// handed back one block later (one stage of the ring less for the TMA).
+// handed back one block later (one stage of the ring less for the TMA). FP8 with INFLIGHT (one
+// 64-row sub-tile per math warpgroup, 1d2d, no KPAIR) keeps two partial accumulators: block
+// kb's wgmma run while block kb - 1 is promoted, so the tensor core does not drain at every
+// promotion.
 //
 // GROUPED == 1 (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B
 // is [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding).
@@ -57,11 +60,12 @@
 // or an accumulator C: each thread adds C and stores its own pairs of columns.
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
-// per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT (BF16), SFB_ROWS, GROUPED,
+// per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT, SFB_ROWS, GROUPED,
 // OUT_F32, WITH_C (an accumulator C, BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
+#include <type_traits>
 #include "sm90_ptx.cuh"
 
 namespace dgreg_sm90 {
@@ -143,7 +147,10 @@ static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up
 static_assert(SFA_BYTES % 16 == 0, "TMA boxes are multiples of 16 bytes");
 static_assert(!(GROUPED == 1 || GROUPED == 2) || SPLIT_K == 1, "M-grouped GEMMs are not split");
 static_assert(!SFB_ROWS || IS_FP8, "per-row B scales are an FP8 recipe");
-static_assert(!INFLIGHT || (!IS_FP8 && STAGES >= 3), "INFLIGHT: BF16 with a ring of 3 or more");
+static_assert(!INFLIGHT || STAGES >= 3, "INFLIGHT: a ring of 3 or more");
+static_assert(!INFLIGHT || !IS_FP8 || (M_SUB == 1 && !KPAIR && !SFB_ROWS && BLOCK_N <= 128),
+              "FP8 INFLIGHT: one sub-tile per warpgroup, 1d2d, no KPAIR, two partials of "
+              "at most 64 registers");
 static_assert(GROUPED != 3 || OUT_F32, "K-grouped GEMMs write FP32");
 static_assert(MULTICAST >= 0 && MULTICAST <= 2, "MULTICAST: 0, 1 (A) or 2 (B)");
 static_assert(MULTICAST != 2 || GROUPED == 0, "M-grouped pairs share A: their rows and expert");
@@ -433,6 +440,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     const float* sfa_smem = reinterpret_cast<const float*>(smem + OFF_SFA);
     float total[M_SUB][ACC];
     float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)
+    float part2[INFLIGHT ? 2 : 1][ACC];  // FP8 INFLIGHT: two blocks' partial sums
     int stage = 0;
     uint32_t phase = 0;
 
@@ -505,6 +513,69 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             const int nb2 = min(nb0 + 2, last_block);
             auto k_loop = [&](auto split) {
             using S = decltype(split);
+            if constexpr (INFLIGHT) {
+                // K blocks alternate between the partials part2[0] and part2[1]: one block's
+                // wgmma stay in flight while the other's are promoted. The first block is
+                // issued before the loop, so every wait in it leaves exactly one group running
+                // (a wait whose depth depended on the iteration made ptxas serialise the wgmma).
+                float sc[2][4];  // per partial: this thread's two A-row scales, B scales 0 and 1
+                int held[2];     // the stage each partial's block reads
+                auto issue = [&](auto slot) {
+                    constexpr int P = decltype(slot)::value;
+                    mbar_wait(bar_full + stage * 8, phase);
+                    const float* ring =
+                        reinterpret_cast<const float*>(smem + OFF_SFB + stage * SFB_STRIDE);
+                    const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
+                    sc[P][0] = sfa[row_in_wg];
+                    sc[P][1] = sfa[row_in_wg + 8];
+                    sc[P][2] = ring[0];
+                    sc[P][3] = ring[1];
+                    const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
+                    const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(part2[P][i]);
+                    wgmma_fence();
+                    #pragma unroll
+                    for (int kk = 0; kk < K_STEPS; ++kk)
+                        wgmma_tile(part2[P], gmma_desc_k128b(a_tile) + 2 * kk,
+                                   gmma_desc_k128b(b_tile) + 2 * kk, kk > 0);
+                    wgmma_commit();
+                    held[P] = stage;
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                };
+                // waits until at most `pending` groups run (the other partial's), hands the
+                // block's stage back and promotes it
+                auto retire = [&](auto slot, auto pending) {
+                    constexpr int P = decltype(slot)::value;
+                    wgmma_wait<decltype(pending)::value>();
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(part2[P][i]);
+                    release_stage(bar_empty, held[P], lane);
+                    promote_split<S::first, S::second>(total[0], part2[P], sc[P][0], sc[P][1],
+                                                       sc[P][2], sc[P][3], sc[P][3]);
+                };
+                using Zero = std::integral_constant<int, 0>;
+                using One = std::integral_constant<int, 1>;
+                const int blocks = w.kb_end - w.kb_begin;
+                if (blocks > 0) {
+                    issue(Zero{});
+                    int done = 1;
+                    for (; done + 1 < blocks; done += 2) {
+                        issue(One{});
+                        retire(Zero{}, One{});
+                        issue(Zero{});
+                        retire(One{}, One{});
+                    }
+                    if (done < blocks) {
+                        issue(One{});
+                        retire(Zero{}, One{});
+                        retire(One{}, Zero{});
+                    } else {
+                        retire(Zero{}, Zero{});
+                    }
+                }
+                return;
+            }
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
                 if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {  // the other warpgroup's block
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
