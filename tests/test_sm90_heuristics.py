@@ -347,16 +347,53 @@ def test_inflight_is_picked_for_bf16_single_sub_tiles_with_deep_rings_only():
         assert not heuristics.choose(m, 7168, 2048, H100_SMS).config.inflight  # FP8
 
 
-def test_inflight_needs_bf16_and_three_stages(monkeypatch):
-    with pytest.raises(ValueError, match="inflight"):
-        Sm90GemmConfig(128, 128, 4, 132, inflight=True)
+def test_inflight_rules(monkeypatch):
     with pytest.raises(ValueError, match="inflight"):
         Sm90GemmConfig(128, 128, 2, 132, dtype="bf16", inflight=True)
-    monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=64,block_n=128,inflight=1")
+    # FP8: two partial accumulators, so one sub-tile per warpgroup and at most 128 columns
+    assert Sm90GemmConfig(128, 128, 4, 132, inflight=True).inflight
+    assert Sm90GemmConfig(64, 120, 8, 132, grouped=True, masked=True, inflight=True).inflight
+    for bad in (dict(block_m=256), dict(block_n=136), dict(block_m=64, kpair=True),
+                dict(sfb_rows=True)):
+        fields = {"block_m": 128, "block_n": 128, **bad}
+        with pytest.raises(ValueError, match="FP8 inflight"):
+            Sm90GemmConfig(fields.pop("block_m"), fields.pop("block_n"), 4, 132, inflight=True,
+                           **fields)
+    monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=256,block_n=128,inflight=1")
     with pytest.raises(ValueError, match=r"DGREG_SM90_CONFIG.*inflight"):
-        heuristics.choose(64, 4096, 7168, H100_SMS)
+        heuristics.choose(4096, 4096, 7168, H100_SMS)
+    monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=128,block_n=128,inflight=1")
+    cfg = heuristics.choose(4096, 4096, 7168, H100_SMS).config
+    assert cfg.inflight and "inflight" in repr(cfg)
+    assert "#define INFLIGHT 1" in codegen.gemm_source(cfg).code
     cfg = heuristics.choose(64, 4096, 7168, H100_SMS, dtype="bf16").config
     assert cfg.inflight and "inflight" in repr(cfg)
+
+
+def test_dense_fp8_at_large_m_is_scored_by_the_fit_of_its_measured_tiles():
+    """Hand-checked against the forced runs the fit was made on (H200, 132 SMs): at 4096 x 2112
+    x 7168, 128 x 192 (352 tiles, 3 waves) ran 103.2 us, 256 x 88 (384 tiles, 3 waves) 115.1 and
+    256 x 128 (272 tiles: 3 waves, the last of 8) 136.2; on the other M = 4096 shapes 256 x 128
+    ran fastest."""
+    assert heuristics.large_fp8("fp8", 128, 4096, False, False, False)
+    assert not heuristics.large_fp8("fp8", 64, 4096, False, False, False)  # 64 rows
+    assert not heuristics.large_fp8("fp8", 128, 512, False, False, False)  # few m-blocks
+    assert not heuristics.large_fp8("bf16", 128, 4096, False, False, False)
+    assert not heuristics.large_fp8("fp8", 128, 4096, True, False, False)  # grouped
+    assert not heuristics.large_fp8("fp8", 128, 4096, False, True, False)  # 1d1d
+    assert not heuristics.large_fp8("fp8", 128, 4096, False, False, True)  # FP32 D or C
+    cfg = heuristics.choose(4096, 2112, 7168, 132).config
+    assert (cfg.block_m, cfg.block_n) == (128, 192)
+    times = {(bm, bn): heuristics.estimate_ns(4096, 2112, 7168, 132, bm, bn, 1,
+                                              large_fp8=True)[0]
+             for bm, bn in ((128, 192), (256, 88), (256, 128))}
+    assert times[128, 192] < times[256, 88] < times[256, 128]
+    for n, k in ((24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)):
+        cfg = heuristics.choose(4096, n, k, 132).config
+        assert (cfg.block_m, cfg.block_n) == (256, 128), (n, k, cfg)
+    # the masked K = 2048 picks keep the general model (the fit would move them to 256 x 128)
+    masked = heuristics.choose(1024, 7168, 2048, 132, grouped=True, masked=True).config
+    assert (masked.block_m, masked.block_n) == (256, 112)
 
 
 def test_kpair_is_picked_for_fp8_64_row_tiles_over_two_or_more_m_blocks():

@@ -191,3 +191,25 @@ def test_1d2d_promotion_has_no_run_time_scale_choice(cfg, tmp_path):
     assert "FSEL" not in sass
     # scale products: at most 2 rows x 3 blocks per sub-tile and copy (epilogue FMULs aside)
     assert summary.count("FMUL") <= 6 * cfg.m_sub * copies + 8
+
+
+@pytest.mark.parametrize("cfg", [Sm90GemmConfig(128, 128, 4, 132, inflight=True),
+                                 Sm90GemmConfig(64, 120, 8, 132, split_k=2, inflight=True),
+                                 Sm90GemmConfig(128, 112, 6, 132, grouped=True, masked=True,
+                                                inflight=True)], ids=repr)
+def test_fp8_inflight_keeps_one_k_block_of_wgmma_running_during_the_promotion(cfg, tmp_path):
+    """FP8 inflight: the K loop issues a block's wgmma before it waits for the previous
+    block's (a wait that leaves one group pending), with four issue and five promotion sites
+    per copy of the loop (the first block, two per turn of the loop, the last one or two), no
+    spills and no ptxas warning that it serialised the wgmma."""
+    _need_cuobjdump()
+    built = compile_source(codegen.gemm_source(cfg), tmp_path)
+    sass = disassemble(built.cubin)
+    summary = summarize(sass)
+    copies = len(codegen.split_firsts(cfg.block_n))
+    assert summary.local_memory == 0
+    assert "WARPGROUP.DEPBAR.LE gsb0, 0x1" in sass
+    assert summary.count("QGMMA") == 4 * 4 * copies
+    assert summary.count("FFMA") == 5 * cfg.block_n // 2 * copies
+    for warning in ("C7508", "C7510", "C7511", "C7514", "C7517"):
+        assert warning not in built.ptxas_report, warning
