@@ -30,8 +30,9 @@ def _resolved_inflight(call) -> bool:
 
 # (m, n, k, forced tile)
 DENSE = [
-    (256, 640, 128, "block_m=128,block_n=128"),  # one K block: the loop is never entered
-    (256, 640, 256, "block_m=128,block_n=128"),  # two
+    (256, 640, 128, "block_m=128,block_n=128,stages=4"),  # one K block: no turn of the loop
+    (256, 640, 256, "block_m=128,block_n=128,stages=4"),  # two
+    (256, 640, 384, "block_m=128,block_n=128,stages=4,split_k=3"),  # one per unit
     (200, 1000, 1664, "block_m=128,block_n=120"),  # 13 K blocks; tiles straddle scale blocks
     (1, 200, 1152, "block_m=64,block_n=48,split_k=2"),  # 9 K blocks: units of 5 and 4
     (77, 520, 1040, "block_m=64,block_n=72"),  # a partial last K block
