@@ -320,7 +320,12 @@ MULTICAST_COST = 0.03
 # blocks (one K loop copy per split) pay FIT_SPLITS_NS per 128 rows; the epilogue is D's bytes
 # at the L2 rate times FIT_EPILOGUE for every width. The general model charged 128-row tiles
 # 0.76 of the tensor core's rate and picked 256 x 88 at 4096 x 2112 x 7168 (115.1 us), where
-# 128 x 192 runs 103.2; on the other five shapes both pick 256 x 128.
+# 128 x 192 runs 103.2; on the other five shapes both pick 256 x 128. Over 739 problems the
+# fit moves 37 dense FP8 picks (M >= 1024); forced A/B of each, in two sessions
+# (results/2026-11-21-h200-v17-ab.txt): geometric mean +7.4%, 26 faster by up to 23%, 11
+# slower by 1-9% (seven of them 256 x 112/120 -> 256 x 128 through the tie rule). Refitted on
+# those runs as well and taken without the tie rule it moved 39 picks for +7.1%, losing up to
+# 8% at M = 16384 (-v17-ab-joint.txt).
 FIT_FLOPS_PER_NS = 12666.0  # per SM
 FIT_BLOCK_NS = {128: 98.0, 256: 127.0}
 FIT_SPLITS_NS = 33.0
