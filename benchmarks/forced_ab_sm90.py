@@ -15,17 +15,14 @@ import json
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, op_problem, prebuild, write_json
+from sm90_forced import checked_kernel_us, op_problem, prebuild, prepared_case, write_json
 
 
 def run(cases: list[dict]) -> list[dict]:
-    from dgreg.bench import _SUITES
-
     rows = []
     for case in cases:
         key = case["key"]
-        suite = key[0] if key[0] in ("fp8", "bf16") else "grouped"
-        prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
+        prepared = prepared_case(key)
         times: dict[str, list[float]] = {}
         for label in ("before", "after", "before"):
             us, _ = checked_kernel_us(prepared, *op_problem(key), case[label], f"{key} {case[label]}")

@@ -52,6 +52,16 @@ def op_problem(key: list) -> tuple[str, Any]:
     return "m_grouped_fp8_gemm_contiguous", dgreg.Problem(groups * per, n, k, groups)
 
 
+def prepared_case(key: list) -> dict:
+    """The ``dgreg bench`` case (inputs, reference, our call, FLOPs) of a case key (see
+    `op_problem`)."""
+    from dgreg.bench import _SUITES
+
+    if key[0] in ("fp8", "bf16"):
+        return _SUITES[key[0]][0](*key[1:])
+    return _SUITES["grouped"][0](*key)
+
+
 def checked_kernel_us(case: dict, op: str, problem: Any, forced: str, what: str,
                       calls: int = 20, check: bool = True) -> tuple[float, Any]:
     """(kernel time in us, resolution) of a prepared ``dgreg bench`` case under

@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 
-from sm90_forced import checked_kernel_us, forced_plan, op_problem, write_json
+from sm90_forced import checked_kernel_us, forced_plan, op_problem, prepared_case, write_json
 
 import dgreg
 
@@ -92,13 +92,10 @@ def prebuild(dtype: str, cache_dir: str) -> int:
 
 def grid(cases: list[dict]) -> list[dict]:
     """Every case's configs, checked, then timed in two passes (forward, reverse)."""
-    from dgreg.bench import _SUITES
-
     rows = []
     for case in cases:
         key = case["key"]
-        suite = key[0] if key[0] in ("fp8", "bf16") else "grouped"
-        prepared = _SUITES[suite][0](*(key if suite == "grouped" else key[1:]))
+        prepared = prepared_case(key)
         op, problem = op_problem(key)
         times: dict[str, list[float]] = {}
         configs: dict[str, str] = {}
@@ -116,8 +113,7 @@ def grid(cases: list[dict]) -> list[dict]:
                     continue
                 configs[text] = repr(res.choice.config)
                 times.setdefault(text, []).append(t)
-        flops = 2 * problem.m * problem.n * problem.k * max(1, problem.groups if key[0] ==
-                                                              "masked" else 1)
+        flops = prepared["flops"]
         for text in order:
             if configs.get(text) is None:
                 continue

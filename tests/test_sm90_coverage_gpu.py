@@ -9,9 +9,22 @@ import torch
 
 import dgreg
 from dgreg import call as calls
-from dgreg import reference
+from dgreg import dispatch, reference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
+
+
+def _force(monkeypatch, text: str) -> None:
+    """Force the sm90 config ``text`` (``DGREG_SM90_CONFIG``) for the calls that follow."""
+    monkeypatch.setenv("DGREG_SM90_CONFIG", text)
+    dispatch.clear_caches()
+
+
+def _resolved_config(call: calls.GemmCall):
+    """The sm90 config ``call`` resolves to (it must resolve to sm90)."""
+    res = dgreg.resolve(call.spec, problem=call.problem)
+    assert res.chosen.plugin == "sm90", str(res)
+    return res.choice.config
 
 
 def _quantise(x: torch.Tensor, recipe: str, blocks: bool):
@@ -182,10 +195,7 @@ def test_m_grouped_masked_variants(dtype, recipe, out):
 def test_m_grouped_256_row_tiles_across_two_experts(dtype, monkeypatch):
     """A 256-row tile whose two 128-row blocks belong to two experts runs once per expert and
     writes each expert's rows only; padding rows stay untouched."""
-    from dgreg import dispatch
-
-    monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=256,block_n=128")
-    dispatch.clear_caches()
+    _force(monkeypatch, "block_m=256,block_n=128")
     call, run = contiguous_case(dtype, n=384, seed=7)
     assert dgreg.resolve(call.spec, problem=call.problem).choice.config.block_m == 256
     _check(call, run, 1e-3 if dtype == "fp8" else 1e-5)

@@ -8,24 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_sm90_coverage_gpu import _check, _operands, contiguous_case
+from test_sm90_coverage_gpu import _check, _force, _operands, _resolved_config, contiguous_case
 
 import dgreg
 from dgreg import call as calls
-from dgreg import dispatch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
-
-
-def _force(monkeypatch, text: str) -> None:
-    monkeypatch.setenv("DGREG_SM90_CONFIG", f"{text},inflight=1")
-    dispatch.clear_caches()
-
-
-def _resolved_inflight(call) -> bool:
-    res = dgreg.resolve(call.spec, problem=call.problem)
-    assert res.chosen.plugin == "sm90", str(res)
-    return res.choice.config.inflight
 
 
 # (m, n, k, forced tile)
@@ -44,27 +32,27 @@ DENSE = [
 
 @pytest.mark.parametrize(("m", "n", "k", "tile"), DENSE)
 def test_dense_inflight(m, n, k, tile, monkeypatch):
-    _force(monkeypatch, tile)
+    _force(monkeypatch, f"{tile},inflight=1")
     gen = torch.Generator(device="cuda").manual_seed(m + n + k)
     a, a_sf, b, b_sf = _operands(m, n, k, "fp8", "1d2d", gen)
     d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     kwargs = dict(a_scale=a_sf, b_scale=b_sf, recipe="1d2d")
     call = calls.dense_call(a, b, d, **kwargs)
-    assert _resolved_inflight(call)
+    assert _resolved_config(call).inflight
     for _ in range(2):  # split-K counters must be left at zero for the next call
         _check(call, lambda: dgreg.gemm(a, b, d, **kwargs), 1e-3)
 
 
 @pytest.mark.parametrize("tile", ["block_m=128,block_n=128", "block_m=64,block_n=80"])
 def test_m_grouped_contiguous_inflight(tile, monkeypatch):
-    _force(monkeypatch, tile)
+    _force(monkeypatch, f"{tile},inflight=1")
     call, run = contiguous_case("fp8", n=400, seed=21, k=1152)
-    assert _resolved_inflight(call)
+    assert _resolved_config(call).inflight
     _check(call, run, 1e-3)
 
 
 def test_m_grouped_masked_inflight(monkeypatch):
-    _force(monkeypatch, "block_m=128,block_n=112")
+    _force(monkeypatch, "block_m=128,block_n=112,inflight=1")
     groups, m_max, n, k = 4, 320, 560, 1152
     gen = torch.Generator(device="cuda").manual_seed(22)
     a, a_sf, b, b_sf = _operands(m_max, n, k, "fp8", "1d2d", gen, (groups,), (groups,))
@@ -73,5 +61,5 @@ def test_m_grouped_masked_inflight(monkeypatch):
         masked = torch.tensor(masked_m, dtype=torch.int32, device="cuda")
         kwargs = dict(masked_m=masked, expected_m=160, a_scale=a_sf, b_scale=b_sf)
         call = calls.m_masked_call(a, b, d, **kwargs)
-        assert _resolved_inflight(call)
+        assert _resolved_config(call).inflight
         _check(call, lambda kwargs=kwargs: dgreg.m_grouped_gemm_masked(a, b, d, **kwargs), 1e-3)

@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_sm90_coverage_gpu import _check, _operands, contiguous_case
+from test_sm90_coverage_gpu import _check, _force, _operands, _resolved_config, contiguous_case
 
 import dgreg
 from dgreg import call as calls
-from dgreg import dispatch
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
-
-
-def _force(monkeypatch, text: str) -> None:
-    monkeypatch.setenv("DGREG_SM90_CONFIG", text)
-    dispatch.clear_caches()
-
-
-def _resolved_multicast(call) -> str:
-    res = dgreg.resolve(call.spec, problem=call.problem)
-    assert res.chosen.plugin == "sm90", str(res)
-    return res.choice.config.multicast
 
 
 # (m, n, k, forced tile): block counts odd along the shared dimension's pairs, split-K, M = 1
@@ -52,7 +40,7 @@ def test_dense_multicast(m, n, k, tile, multicast, dtype, recipe, out, acc, monk
     c = torch.randn(m, n, device="cuda", generator=gen) if acc else None
     kwargs = dict(c=c, a_scale=a_sf, b_scale=b_sf, recipe=recipe)
     call = calls.dense_call(a, b, d, **kwargs)
-    assert _resolved_multicast(call) == multicast
+    assert _resolved_config(call).multicast == multicast
     for _ in range(2):  # split-K counters must be left at zero for the next call
         _check(call, lambda: dgreg.gemm(a, b, d, **kwargs), 1e-3 if dtype == "fp8" else 1e-5)
 
@@ -63,7 +51,7 @@ def test_m_grouped_contiguous_multicast(dtype, tile, monkeypatch):
     """Pairs share A's rows, hence the expert, padding and two-expert passes of their tiles."""
     _force(monkeypatch, f"{tile},multicast=a")
     call, run = contiguous_case(dtype, n=400, seed=11)  # 5 n-blocks of 80: a spare CTA
-    assert _resolved_multicast(call) == "a"
+    assert _resolved_config(call).multicast == "a"
     _check(call, run, 1e-3 if dtype == "fp8" else 1e-5)
 
 
@@ -78,7 +66,7 @@ def test_m_grouped_masked_multicast(dtype, monkeypatch):
         masked = torch.tensor(masked_m, dtype=torch.int32, device="cuda")
         kwargs = dict(masked_m=masked, expected_m=160, a_scale=a_sf, b_scale=b_sf)
         call = calls.m_masked_call(a, b, d, **kwargs)
-        assert _resolved_multicast(call) == "a"
+        assert _resolved_config(call).multicast == "a"
         _check(call, lambda kwargs=kwargs: dgreg.m_grouped_gemm_masked(a, b, d, **kwargs),
                1e-3 if dtype == "fp8" else 1e-5)
 
@@ -92,5 +80,5 @@ def test_k_grouped_multicast(monkeypatch):
     d = torch.empty(len(ks), m, n, device="cuda", dtype=torch.float32)
     c = torch.randn(d.shape, device="cuda", generator=gen)
     call = calls.k_grouped_call(a, b, d, ks=ks, c=c)
-    assert _resolved_multicast(call) == "a"
+    assert _resolved_config(call).multicast == "a"
     _check(call, lambda: dgreg.k_grouped_gemm_contiguous(a, b, d, ks=ks, c=c), 1e-5)

@@ -333,6 +333,8 @@ FIT_L2_BYTES_PER_NS = 76.9
 FIT_EPILOGUE = 0.84
 FIT_UNIT_NS = 716.0
 FIT_MIN_M = 1024
+# the widths charged FIT_SPLITS_NS, listed once (choose scores thousands of candidates)
+FIT_MANY_SPLITS = frozenset(bn for bn in range(8, 257, 8) if len(split_firsts(bn)) > 2)
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04
 
@@ -370,17 +372,18 @@ def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int
     flops = FLOPS_PER_NS if dtype == "fp8" else FLOPS_PER_NS_BF16
     stream = streaming(dtype, m, k)
     tile_bytes = (block_m + block_n) * 128
-    mma = 2 * block_m * block_n * bk / (flops * mma_efficiency)
     if large_fp8:
         mma = 2 * block_m * block_n * bk / FIT_FLOPS_PER_NS + FIT_BLOCK_NS[block_m]
-        if len(split_firsts(block_n)) > 2:
+        if block_n in FIT_MANY_SPLITS:
             mma += FIT_SPLITS_NS * block_m / 128
         per_k_block = max(tile_bytes / FIT_L2_BYTES_PER_NS, mma)
-    elif stream:  # the ring's bytes in flight set the L2 rate
-        rate = min(STREAM_L2_BYTES_PER_NS, stages * tile_bytes / STREAM_LATENCY_NS)
-        per_k_block = max(tile_bytes / rate, mma, STREAM_MIN_BLOCK_NS)
     else:
-        per_k_block = max(tile_bytes / L2_BYTES_PER_NS, mma)
+        mma = 2 * block_m * block_n * bk / (flops * mma_efficiency)
+        if stream:  # the ring's bytes in flight set the L2 rate
+            rate = min(STREAM_L2_BYTES_PER_NS, stages * tile_bytes / STREAM_LATENCY_NS)
+            per_k_block = max(tile_bytes / rate, mma, STREAM_MIN_BLOCK_NS)
+        else:
+            per_k_block = max(tile_bytes / L2_BYTES_PER_NS, mma)
     if multicast:  # lockstep of the pair; no credit for the halved L2 reads (measured)
         per_k_block *= 1 + MULTICAST_COST
     if inflight:  # no drain of the tensor core between K blocks (measured 2-6% at M <= 128)
