@@ -100,6 +100,28 @@ def _burst(n: int) -> list[tuple[str, str]]:
              "                    }\n" + wait)]
 
 
+def _prefetch(n: int, hinted: bool = False, with_a: bool = False) -> list[tuple[str, str]]:
+    """pfN (pfhN, pfaN): the producer prefetches B's tiles (and A's, pfa) into L2 up to N K
+    blocks ahead of the ring (``cp.async.bulk.prefetch.tensor``: no shared memory, no
+    barrier), so that HBM sees more of the stream in flight than the ring holds; pfh under the
+    evict-first policy of the B loads."""
+    hint = ".L2::cache_hint" if hinted else ""
+    arg = ", %3" if hinted else ""
+    pol = ', "l"(evict_first)' if hinted else ""
+    one = (f'asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile{hint} [%0, {{%1, %2}}]{arg};"'
+           f' :: "l"(&map_b), "r"(kq_ * BLOCK_K), "r"(w.b_row){pol} : "memory");')
+    if with_a:
+        one += (' asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];"'
+                ' :: "l"(&map_a), "r"(kq_ * BLOCK_K), "r"(w.m0) : "memory");')
+    loop = "                for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {\n"
+    head = "                    const uint32_t full = bar_full + stage * 8;\n"
+    return [(loop + head,
+             f"                if (w.valid) for (int p_ = 0; p_ < {n}; ++p_) {{ const int kq_ = "
+             f"w.kb_begin + STAGES + p_; if (kq_ < w.kb_end) {{ {one} }} }}\n" + loop + head +
+             f"                    if (w.valid) {{ const int kq_ = kb + STAGES + {n}; "
+             f"if (kq_ < w.kb_end) {{ {one} }} }}\n")]
+
+
 _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
@@ -115,7 +137,13 @@ def use(variant: str) -> None:
     from dgreg.jit import tma
 
     tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-    patches = _burst(int(variant[5:])) if variant.startswith("burst") else _PATCHES.get(variant, [])
+    if variant.startswith("burst"):
+        patches = _burst(int(variant[5:]))
+    elif variant.startswith("pf"):
+        kind = variant[2] if variant[2] in "ha" else ""
+        patches = _prefetch(int(variant[2 + len(kind):]), kind == "h", kind == "a")
+    else:
+        patches = _PATCHES.get(variant, [])
     patch_kernel(f"timeline probe variant {variant}", patches)
 
 
