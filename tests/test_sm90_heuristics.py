@@ -396,6 +396,22 @@ def test_dense_fp8_at_large_m_is_scored_by_the_fit_of_its_measured_tiles():
     assert (masked.block_m, masked.block_n) == (256, 112)
 
 
+def test_the_fit_takes_the_narrower_tile_when_it_fills_the_last_wave_better():
+    """Hand-checked against forced runs on an H200 (132 SMs): at 1024 x 7168 x 2048, 256 x 112
+    (256 tiles: two waves, the last 94% full) ran 30.2 us and 256 x 128 (224 tiles: the last
+    wave 70% full) 31.1; at 1024 x 7168 x 16384 194.6 against 203.4. The fit scores the two
+    within 4% but not within FIT_TIE_MARGIN, so the tie rule, which takes the larger tile, no
+    longer applies; the general model's window stays TIE_MARGIN."""
+    assert heuristics.FIT_TIE_MARGIN < heuristics.TIE_MARGIN
+    for k in (2048, 16384):
+        ns = {bn: heuristics.estimate_ns(1024, 7168, k, 132, 256, bn, 1, large_fp8=True)[0]
+              for bn in (112, 128)}
+        assert ns[112] < ns[128] <= ns[112] * heuristics.TIE_MARGIN, (k, ns)
+        assert ns[128] > ns[112] * heuristics.FIT_TIE_MARGIN, (k, ns)
+        cfg = heuristics.choose(1024, 7168, k, 132).config
+        assert (cfg.block_m, cfg.block_n) == (256, 112), (k, cfg)
+
+
 def test_kpair_is_picked_for_fp8_64_row_tiles_over_two_or_more_m_blocks():
     assert heuristics.kpair_pays("fp8", 64, 128, False)
     assert not heuristics.kpair_pays("fp8", 64, 64, False)  # B streams once from HBM

@@ -337,6 +337,14 @@ FIT_MIN_M = 1024
 FIT_MANY_SPLITS = frozenset(bn for bn in range(8, 257, 8) if len(split_firsts(bn)) > 2)
 SPLITS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 TIE_MARGIN = 1.04
+# The fit ranks closer than the general model (3.3% rms), so where it scores the leading
+# candidate the tie window is narrower. With 4%, seven of its picks went from 256 x 112/120 to
+# 256 x 128, 2.5-4.5% slower: the narrower tile fills the last wave better at the same wave
+# count. With 2% (13 of 739 picks move, all dense FP8 at M >= 1024; forced A/B in two runs,
+# results/2026-11-21-h200-v18-tie.txt): geometric mean +2.7%, 9 faster by 1.5-12.7%, three
+# level, 1024 x 1000 x 1664 3-4.5% slower (128 x 72 -> 128 x 64). No window at all moved 20
+# picks, losing 3-15% on seven (4096 x 2112 x 7168: 128 x 192 -> 128 x 176, 3.3%).
+FIT_TIE_MARGIN = 1.02
 
 
 def estimate_ns(m: int, n: int, k: int, num_sms: int, block_m: int, block_n: int,
@@ -485,9 +493,13 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                          (f" with DGREG_SM90_CONFIG={override!r}" if override else ""))
     scored.sort(key=lambda item: item[0])
     # The model cannot tell candidates within a few percent apart; among those, the largest
-    # tile moves the fewest bytes per FLOP, which held up best in measurements.
+    # tile moves the fewest bytes per FLOP, which held up best in measurements (a narrower
+    # window where the fit scores the lead, see FIT_TIE_MARGIN).
     # Not for `streaming` problems, whose model is fitted closely enough to be taken at its word.
-    near = scored[:1] if stream else [s for s in scored if s[4] <= scored[0][4] * TIE_MARGIN]
+    lead = scored[0][1]
+    margin = FIT_TIE_MARGIN if large_fp8(dtype, lead.block_m, m, grouped or k_grouped, sfb_rows,
+                                         out_f32 or with_c) else TIE_MARGIN
+    near = scored[:1] if stream else [s for s in scored if s[4] <= scored[0][4] * margin]
     pick = max(near, key=lambda s: (s[1].block_m * s[1].block_n, -s[4]))
     scored.remove(pick)
     scored.insert(0, pick)
