@@ -58,7 +58,6 @@ def main() -> int:
     plain.restype = ctypes.c_int
     stream = torch.cuda.current_stream().cuda_stream
     maps = [ctypes.create_string_buffer(128) for _ in range(5)]
-    scalars = ctypes.create_string_buffer(8 * 19)
     print(f"device {torch.cuda.get_device_name()}")
     for name, n_maps, n_scalars in (("maps5", 5, 19), ("scalars19", 0, 19), ("one", 0, 1)):
         kernel = LoadedKernel(cubin, name)
@@ -66,18 +65,18 @@ def main() -> int:
         args = [type("M", (), {"getPtr": lambda self, b=b: ctypes.addressof(b)})()
                 for b in maps[:n_maps]] + [1] * n_scalars
         launch_ex = kernel.bind((132, 1, 1), (384, 1, 1), types)
-        array = (ctypes.c_void_p * (n_maps + n_scalars))(
-            *[ctypes.addressof(b) for b in maps[:n_maps]],
-            *[ctypes.addressof(scalars) + 8 * i for i in range(n_scalars)])
-        handle, array_ref = kernel._handle, ctypes.addressof(array)
+        # the bare launches: dgreg's argument array (scalar slots in its value buffer), with
+        # the maps' addresses written in
+        state = kernel._new_state((132, 1, 1), (384, 1, 1), (1, 1, 1), 0, types)
+        state.config.hStream = stream
+        for i, b in enumerate(maps[:n_maps]):
+            state.array[i] = ctypes.addressof(b)
+        handle, array_ref = kernel._handle, state.array_ref
 
         def launch_plain(_i, handle=handle, array_ref=array_ref):
             err = plain(handle, 132, 1, 1, 384, 1, 1, 0, stream, array_ref, None)
             if err:
                 raise RuntimeError(f"cuLaunchKernel: {err}")
-
-        state = kernel._new_state((132, 1, 1), (384, 1, 1), (1, 1, 1), 0, types)
-        state.config.hStream = stream
 
         def launch_bare_ex(_i, state=state, handle=handle, array_ref=array_ref, ex=ex):
             err = ex(state.config_ref, handle, array_ref, None)

@@ -24,6 +24,7 @@ import os
 import sys
 
 from sm90_forced import checked_kernel_us, forced_plan, op_problem, prepared_case, write_json
+from sm90_forced import prebuild as build_all
 
 import dgreg
 
@@ -78,8 +79,6 @@ def _resolve_forced(forced: str, dtype: str, m: int, n: int, k: int) -> str:
 
 
 def prebuild(dtype: str, cache_dir: str) -> int:
-    from sm90_forced import prebuild as build_all
-
     def jobs():  # evaluated inside build_all's plugin scope
         for m, n, k in SHAPES[dtype]:
             for forced in _configs(dtype, m):
@@ -140,8 +139,6 @@ def main() -> int:
         with open(args.grid) as f:
             cases = json.load(f)
         if args.prebuild:
-            from sm90_forced import prebuild as build_all
-
             return build_all(((*op_problem(case["key"]), text) for case in cases
                               for text in case["configs"]), args.prebuild)
         import torch

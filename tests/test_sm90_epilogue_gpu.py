@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_sm90_coverage_gpu import _force as force_config
 
 import dgreg
-from dgreg import dispatch
 from dgreg.reference import dequantize_1d2d
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("sm90_gpu")]
@@ -40,8 +40,7 @@ def _compare(d: torch.Tensor, ref: torch.Tensor, dtype: str) -> None:
 def _force(monkeypatch, forced: str, dtype: str) -> None:
     if "kpair" in forced and dtype == "bf16":
         pytest.skip("kpair is an FP8 kernel")
-    monkeypatch.setenv("DGREG_SM90_CONFIG", forced)
-    dispatch.clear_caches()
+    force_config(monkeypatch, forced)
 
 
 @pytest.mark.parametrize("forced", FORCED)
@@ -91,8 +90,7 @@ def test_masked_tiles_mix_the_tma_store_and_the_threads_stores(n, block_n, monke
     """Masked FP8: tiles wholly below masked_m leave by TMA, the others by the threads' stores,
     and rows past masked_m stay untouched (N = 1000: a NaN-poisoned D passed in). N = 1004: D
     allocated by the call (zeros; rows of 2008 bytes), written by the threads alone."""
-    monkeypatch.setenv("DGREG_SM90_CONFIG", f"block_m=128,block_n={block_n}")
-    dispatch.clear_caches()
+    force_config(monkeypatch, f"block_m=128,block_n={block_n}")
     groups, m_max, k = 3, 384, 512
     gen = torch.Generator(device="cuda").manual_seed(n + block_n)
     a = torch.randn(groups, m_max, k, device="cuda", dtype=torch.bfloat16, generator=gen)

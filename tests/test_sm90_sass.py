@@ -31,6 +31,16 @@ def _need_cuobjdump() -> None:
         pytest.skip(str(exc))
 
 
+def _compiled(cfg: Sm90GemmConfig, tmp_path):
+    """``cfg``'s kernel built with the real nvcc (skips without cuobjdump to read it back)."""
+    _need_cuobjdump()
+    return compile_source(codegen.gemm_source(cfg), tmp_path)
+
+
+def _sass(cfg: Sm90GemmConfig, tmp_path) -> str:
+    return disassemble(_compiled(cfg, tmp_path).cubin)
+
+
 def _sm90_plans():
     plans = {}
     for res, case_id in conformance_resolutions("sm90", "h100"):
@@ -87,8 +97,7 @@ def test_multicast_kernels_load_through_the_cluster_and_fence_only_at_its_barrie
     """Each CTA multicasts its half of the shared tile; stages go back to both CTAs through
     remote mbarrier arrivals with no GPU-wide memory barrier per arrival (an earlier version,
     with arrivals released at cluster scope, had one in the K loop and ran 1.5-2x slower)."""
-    _need_cuobjdump()
-    built = compile_source(codegen.gemm_source(cfg), tmp_path)
+    built = _compiled(cfg, tmp_path)
     sass = disassemble(built.cubin)
     summary = summarize(sass)
     assert summary.local_memory == 0
@@ -105,8 +114,7 @@ def test_multicast_kernels_load_through_the_cluster_and_fence_only_at_its_barrie
 def test_kpair_kernels_hand_totals_over_between_two_math_warpgroups(cfg, tmp_path):
     """Two math warpgroups of 128 threads each meet at the two barriers of the hand-over
     (256 threads); the epilogue's barrier counts the first warpgroup only (128)."""
-    _need_cuobjdump()
-    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    sass = _sass(cfg, tmp_path)
     summary = summarize(sass)
     assert summary.local_memory == 0 and summary.count("QGMMA") >= 4
     assert "BAR.SYNC.DEFER_BLOCKING 0x2, 0x100" in sass
@@ -123,8 +131,7 @@ def test_1d2d_b_scales_come_through_the_ring_for_one_sub_tile_per_warpgroup(cfg,
     (two, or three when block_n > 128) into shared memory and the stage's barrier waits for
     them: no global load of scales is left in the math warps. 256-row tiles read them from
     global memory as the K block starts (their rings measured faster that way)."""
-    _need_cuobjdump()
-    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    sass = _sass(cfg, tmp_path)
     assert summarize(sass).local_memory == 0
     if cfg.block_m == 256:
         assert "LDGSTS" not in sass and "LDG.E.CONSTANT" in sass
@@ -143,8 +150,7 @@ def test_b_tiles_of_few_m_blocks_load_under_an_evict_first_policy(cfg, hinted, t
     """Dense, K-grouped and masked kernels carry a second TMA load of the B tile with an L2
     cache policy (taken when at most B_ONCE_BLOCKS m-blocks read each B tile); contiguous
     M-grouped kernels, whose experts' sizes are unknown, and pairs sharing B load it plainly."""
-    _need_cuobjdump()
-    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    sass = _sass(cfg, tmp_path)
     loads = [line for line in sass.splitlines() if "UTMALDG" in line]
     with_policy = [line for line in loads if "desc[" in line]
     assert len(with_policy) == (1 if hinted else 0), loads
@@ -162,8 +168,7 @@ def test_staged_epilogues_store_tiles_of_every_width_through_the_tma(cfg, stores
     per tile, or one per 64-column swizzled chunk; FP32 D is stored from registers. M-grouped
     kernels keep the threads' 16-byte stores for tiles with rows that must stay untouched;
     every staged kernel keeps 4-byte stores for a D whose rows are not 16-byte aligned."""
-    _need_cuobjdump()
-    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    sass = _sass(cfg, tmp_path)
     lines = sass.splitlines()
     assert sum("UTMASTG" in line for line in lines) == stores, cfg
     if stores:
@@ -181,8 +186,7 @@ def test_1d2d_promotion_has_no_run_time_scale_choice(cfg, tmp_path):
     (codegen.split_firsts): each copy promotes with one FFMA per accumulator, its scale
     products formed once (two per scale block and sub-tile), and no select of a scale per
     column chunk."""
-    _need_cuobjdump()
-    sass = disassemble(compile_source(codegen.gemm_source(cfg), tmp_path).cubin)
+    sass = _sass(cfg, tmp_path)
     summary = summarize(sass)
     copies = len(codegen.split_firsts(cfg.block_n))
     assert summary.local_memory == 0
@@ -202,8 +206,7 @@ def test_fp8_inflight_keeps_one_k_block_of_wgmma_running_during_the_promotion(cf
     block's (a wait that leaves one group pending), with four issue and five promotion sites
     per copy of the loop (the first block, two per turn of the loop, the last one or two), no
     spills and no ptxas warning that it serialised the wgmma."""
-    _need_cuobjdump()
-    built = compile_source(codegen.gemm_source(cfg), tmp_path)
+    built = _compiled(cfg, tmp_path)
     sass = disassemble(built.cubin)
     summary = summarize(sass)
     copies = len(codegen.split_firsts(cfg.block_n))

@@ -443,6 +443,10 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     stream = streaming(dtype, m, k)
     max_stages = STREAM_MAX_STAGES if stream else MAX_STAGES
     scored = []
+
+    def scored_by_fit(block_m: int) -> bool:  # see `large_fp8`
+        return large_fp8(dtype, block_m, m, grouped or k_grouped, sfb_rows, out_f32 or with_c)
+
     # M-grouped kernels are not split; a 256-row contiguous tile covering two experts runs
     # twice (rare: only at expert boundaries that are not 256-aligned; not modelled)
     for block_m in BLOCK_MS:
@@ -460,8 +464,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             # widths that are multiples of 64, and for FP8 1d2d 256-row tiles of any width
             tma_store = config.epilogue in ("tma", "mixed") and (
                 block_n % 64 == 0 or (dtype == "fp8" and not sfb_rows and block_m == 256))
-            fit = large_fp8(dtype, block_m, m, grouped or k_grouped, sfb_rows,
-                            out_f32 or with_c)
+            fit = scored_by_fit(block_m)
             m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n)
             tiles = m_blocks * n_blocks * batch
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
@@ -496,9 +499,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     # tile moves the fewest bytes per FLOP, which held up best in measurements (a narrower
     # window where the fit scores the lead, see FIT_TIE_MARGIN).
     # Not for `streaming` problems, whose model is fitted closely enough to be taken at its word.
-    lead = scored[0][1]
-    margin = FIT_TIE_MARGIN if large_fp8(dtype, lead.block_m, m, grouped or k_grouped, sfb_rows,
-                                         out_f32 or with_c) else TIE_MARGIN
+    margin = FIT_TIE_MARGIN if scored_by_fit(scored[0][1].block_m) else TIE_MARGIN
     near = scored[:1] if stream else [s for s in scored if s[4] <= scored[0][4] * margin]
     pick = max(near, key=lambda s: (s[1].block_m * s[1].block_n, -s[4]))
     scored.remove(pick)
