@@ -1,6 +1,8 @@
 """Host time per dgreg.gemm call of the sm90 FP8 kernel (GPU kept busy, so only the host is
 timed), with the same tensors every call, with a rotation of 16 tensor sets, and with new
-addresses every call (fresh TMA descriptors).
+addresses every call (fresh TMA descriptors); the fast path's steps timed alone and added up
+one after another; and, for scale, the host time of ``torch._scaled_mm`` (block-wise scales)
+and of ``torch.mm`` on this host.
 
     DGREG_PLUGINS=sm90 python benchmarks/host_overhead_fp8.py
 """
@@ -59,6 +61,70 @@ def breakdown(tensors) -> dict[str, float]:
             "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}
 
 
+def cumulative(tensors) -> dict[str, float]:
+    """The fast path of ``dgreg.gemm`` written out in this file, one step added at a time, so
+    that the steps' costs are measured where they run together (the parts above are timed
+    alone) and the whole is compared with ``dgreg.gemm`` itself."""
+    from dgreg import api, dispatch
+
+    a8, b8, d, a_sf, b_sf = tensors
+    sig, fast_table, aligned, pin = api._sig, api._FAST, api._aligned, dispatch._pin
+
+    def key():
+        return ("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf), sig(b_sf),
+                "NT", None, None, None, pin.get())
+
+    remake, runner = fast_table[key()]
+    cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
+                     strict=True))
+    pack, launch = cells["pack"], cells["launch"]
+
+    def k(i):
+        fast_table.get(key())
+
+    def ka(i):
+        fast_table.get(key())
+        aligned(a8, b8, d, None, a_sf, b_sf)
+
+    def kar(i):
+        fast_table.get(key())
+        aligned(a8, b8, d, None, a_sf, b_sf)
+        remake(a8, b8, d, None, a_sf, b_sf)
+
+    def karp(i):
+        fast_table.get(key())
+        aligned(a8, b8, d, None, a_sf, b_sf)
+        pack(remake(a8, b8, d, None, a_sf, b_sf))
+
+    def karpl(i):
+        fast_table.get(key())
+        aligned(a8, b8, d, None, a_sf, b_sf)
+        launch(pack(remake(a8, b8, d, None, a_sf, b_sf)))
+
+    def whole(i):
+        dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
+
+    def nothing(i):
+        pass
+
+    return {"empty loop": per_call_us(nothing), "key": per_call_us(k),
+            "+ aligned": per_call_us(ka), "+ remake": per_call_us(kar),
+            "+ pack": per_call_us(karp), "+ launch": per_call_us(karpl),
+            "dgreg.gemm": per_call_us(whole)}
+
+
+def vendor(m: int, n: int, k: int) -> dict[str, float]:
+    """Host time of torch._scaled_mm (block-wise scales, as the bench calls it) and of torch.mm
+    (BF16) at the same shape: what this host charges a library call that launches from C++."""
+    from dgreg.bench import _SUITES
+
+    fp8 = _SUITES["fp8"][0](m, n, k)["theirs"]
+    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16).t()
+    return {"torch._scaled_mm": per_call_us(lambda i: fp8()),
+            "torch.mm": per_call_us(lambda i: torch.mm(a, b))}
+
+
 def main() -> int:
     m, n, k = 64, 256, 512
     sets = []
@@ -99,6 +165,10 @@ def main() -> int:
     print(f"  + at new addresses:          {encode_us:6.2f} us more (encoding 4 TMA maps)")
     print("  parts of a call with the same tensors: " +
           ", ".join(f"{name} {us:.2f} us" for name, us in parts.items()))
+    print("  the fast path step by step (each line adds one step): " +
+          ", ".join(f"{name} {us:.2f} us" for name, us in cumulative(sets[0]).items()))
+    print("  on this host, same shape: " +
+          ", ".join(f"{name} {us:.2f} us" for name, us in vendor(m, n, k).items()))
     return 0
 
 

@@ -1,12 +1,13 @@
-"""Run one GEMM shape twice (compile + warm call, then the call ncu profiles), with dgreg or
-with the vendor library.
+"""Run GEMM shapes for ncu: each shape's call once to compile and warm up, then each once more
+inside the NVTX range ``profile`` for ncu to profile (in the order given), with dgreg or with
+the vendor library.
 
-    ncu --kernel-name regex:sm90_ --launch-skip 1 --launch-count 1 \\
+    ncu --nvtx --nvtx-include profile/ --kernel-name regex:^sm90_ \\
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \\
-        python benchmarks/ncu_one.py M N K [--dtype bf16] [--vendor]
+        python benchmarks/ncu_one.py M N K [M N K ...] [--dtype bf16] [--vendor]
 
-``--vendor``: torch._scaled_mm with block-wise scales (FP8) or torch.mm (BF16) instead; its
-kernel names differ (profile them with ``--kernel-name regex:'gemm|nvjet|xmma'``).
+``--vendor``: torch._scaled_mm with block-wise scales (FP8) or torch.mm (BF16) instead (drop
+``--kernel-name``: the NVTX range holds only the vendor's kernels).
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ import dgreg
 from dgreg.bench import _SUITES
 
 parser = argparse.ArgumentParser()
-parser.add_argument("m", type=int)
-parser.add_argument("n", type=int)
-parser.add_argument("k", type=int)
+parser.add_argument("mnk", type=int, nargs="+", help="M N K, once per shape")
 parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8")
 parser.add_argument("--vendor", action="store_true")
 args = parser.parse_args()
-case = _SUITES[args.dtype][0](args.m, args.n, args.k)
-fn = case["theirs"] if args.vendor else case["ours"]
-for _ in range(2):
+if len(args.mnk) % 3:
+    parser.error(f"shapes come as M N K triples (got {len(args.mnk)} numbers)")
+shapes = [tuple(args.mnk[i:i + 3]) for i in range(0, len(args.mnk), 3)]
+cases = [_SUITES[args.dtype][0](*shape) for shape in shapes]
+fns = [case["theirs"] if args.vendor else case["ours"] for case in cases]
+for fn in fns:  # compile, load, warm up: the launches ncu skips
     fn()
 torch.cuda.synchronize()
-if not args.vendor:
-    print(dgreg.explain(f"{args.dtype}_gemm", (args.m, args.n, args.k), file=None).choice.config)
+for shape, fn in zip(shapes, fns, strict=True):  # the launches ncu profiles, in this order
+    with torch.cuda.nvtx.range("profile"):
+        fn()
+    torch.cuda.synchronize()
+    what = "vendor" if args.vendor else dgreg.explain(f"{args.dtype}_gemm", shape, file=None).choice.config
+    print(f"profiled: {' x '.join(map(str, shape))}: {what}", flush=True)
