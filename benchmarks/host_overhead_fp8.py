@@ -61,56 +61,63 @@ def breakdown(tensors) -> dict[str, float]:
             "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}
 
 
-def cumulative(tensors) -> dict[str, float]:
+def cumulative(sets, rotate: bool) -> dict[str, float]:
     """The fast path of ``dgreg.gemm`` written out in this file, one step added at a time, so
     that the steps' costs are measured where they run together (the parts above are timed
-    alone) and the whole is compared with ``dgreg.gemm`` itself."""
+    alone) and the whole is compared with ``dgreg.gemm`` itself; with the same tensors every
+    call, or (``rotate``) the 16 sets in turn."""
     from dgreg import api, dispatch
 
-    a8, b8, d, a_sf, b_sf = tensors
     sig, fast_table, aligned, pin = api._sig, api._FAST, api._aligned, dispatch._pin
+    count = len(sets) if rotate else 1
 
-    def key():
+    def key(a8, b8, d, a_sf, b_sf):
         return ("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf), sig(b_sf),
                 "NT", None, None, None, pin.get())
 
-    remake, runner = fast_table[key()]
+    remake, runner = fast_table[key(*sets[0])]
     cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
                      strict=True))
     pack, launch = cells["pack"], cells["launch"]
 
     def k(i):
-        fast_table.get(key())
+        fast_table.get(key(*sets[i % count]))
 
     def ka(i):
-        fast_table.get(key())
+        a8, b8, d, a_sf, b_sf = sets[i % count]
+        fast_table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
 
     def kar(i):
-        fast_table.get(key())
+        a8, b8, d, a_sf, b_sf = sets[i % count]
+        fast_table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         remake(a8, b8, d, None, a_sf, b_sf)
 
     def karp(i):
-        fast_table.get(key())
+        a8, b8, d, a_sf, b_sf = sets[i % count]
+        fast_table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         pack(remake(a8, b8, d, None, a_sf, b_sf))
 
     def karpl(i):
-        fast_table.get(key())
+        a8, b8, d, a_sf, b_sf = sets[i % count]
+        fast_table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         launch(pack(remake(a8, b8, d, None, a_sf, b_sf)))
 
     def whole(i):
+        a8, b8, d, a_sf, b_sf = sets[i % count]
         dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
 
-    def nothing(i):
-        pass
+    packed = [pack(remake(a8, b8, d, None, a_sf, b_sf)) for a8, b8, d, a_sf, b_sf in sets]
 
-    return {"empty loop": per_call_us(nothing), "key": per_call_us(k),
-            "+ aligned": per_call_us(ka), "+ remake": per_call_us(kar),
+    def launch_only(i):
+        launch(packed[i % count])
+
+    return {"key": per_call_us(k), "+ aligned": per_call_us(ka), "+ remake": per_call_us(kar),
             "+ pack": per_call_us(karp), "+ launch": per_call_us(karpl),
-            "dgreg.gemm": per_call_us(whole)}
+            "dgreg.gemm": per_call_us(whole), "(launch alone)": per_call_us(launch_only)}
 
 
 def vendor(m: int, n: int, k: int) -> dict[str, float]:
@@ -165,8 +172,10 @@ def main() -> int:
     print(f"  + at new addresses:          {encode_us:6.2f} us more (encoding 4 TMA maps)")
     print("  parts of a call with the same tensors: " +
           ", ".join(f"{name} {us:.2f} us" for name, us in parts.items()))
-    print("  the fast path step by step (each line adds one step): " +
-          ", ".join(f"{name} {us:.2f} us" for name, us in cumulative(sets[0]).items()))
+    for rotate in (False, True):
+        print(f"  the fast path step by step, {'16 sets in rotation' if rotate else 'same tensors'}"
+              " (each adds a step): " + ", ".join(f"{name} {us:.2f} us" for name, us in
+                                                  cumulative(sets, rotate).items()))
     print("  on this host, same shape: " +
           ", ".join(f"{name} {us:.2f} us" for name, us in vendor(m, n, k).items()))
     return 0
