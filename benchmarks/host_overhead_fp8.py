@@ -34,75 +34,76 @@ def per_call_us(fn, calls: int = 400, repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def breakdown(tensors) -> dict[str, float]:
-    """Host time of each step of the cached fast path: building the call's key and finding it,
-    remaking the call from the tensors, the plugin's ``pack`` and the launch."""
+def fast_path(tensors):
+    """dgreg.gemm's fast path for these tensors, taken apart: ``key(a8, b8, d, a_sf, b_sf)``
+    (the key it builds, checked against the cached entry), ``remake``, the plugin's ``pack``
+    and the ``launch`` (the runner is dispatch's ``run(call): launch(pack(call))``)."""
     from dgreg import api, dispatch
 
     a8, b8, d, a_sf, b_sf = tensors
     dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
     (cached, (remake, runner)), = [(k, v) for k, v in api._FAST.items() if k[0] == "gemm"]
-    # the runner is dispatch's ``run(call): launch(pack(call))``; take its two steps apart
     cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
                      strict=True))
-    pack, launch = cells["pack"], cells["launch"]
-    call = remake(a8, b8, d, None, a_sf, b_sf)
-    args = pack(call)
-    sig = api._sig
-
-    def key_step(i):  # what dgreg.gemm builds and looks up (checked below)
-        return api._FAST.get(("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf),
-                              sig(b_sf), "NT", None, None, None, dispatch._pin.get()))
-
-    if key_step(0) is not api._FAST[cached]:
-        raise RuntimeError("the timed key is not dgreg.gemm's: update key_step")
-
-    return {"key": per_call_us(key_step), "remake": per_call_us(lambda i: remake(a8, b8, d, None, a_sf, b_sf)),
-            "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}
-
-
-def cumulative(sets, rotate: bool) -> dict[str, float]:
-    """The fast path of ``dgreg.gemm`` written out in this file, one step added at a time, so
-    that the steps' costs are measured where they run together (the parts above are timed
-    alone) and the whole is compared with ``dgreg.gemm`` itself; with the same tensors every
-    call, or (``rotate``) the 16 sets in turn."""
-    from dgreg import api, dispatch
-
-    sig, fast_table, aligned, pin = api._sig, api._FAST, api._aligned, dispatch._pin
-    count = len(sets) if rotate else 1
+    sig, pin = api._sig, dispatch._pin
 
     def key(a8, b8, d, a_sf, b_sf):
         return ("gemm", sig(a8), sig(b8), sig(d), False, sig(None), sig(a_sf), sig(b_sf),
                 "NT", None, None, None, pin.get())
 
-    remake, runner = fast_table[key(*sets[0])]
-    cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
-                     strict=True))
-    pack, launch = cells["pack"], cells["launch"]
+    if key(*tensors) != cached:
+        raise RuntimeError("the timed key is not dgreg.gemm's: update fast_path's key")
+    return key, remake, cells["pack"], cells["launch"]
+
+
+def breakdown(tensors) -> dict[str, float]:
+    """Host time of each step of the cached fast path timed alone: building the call's key and
+    finding it, remaking the call from the tensors, the plugin's ``pack`` and the launch."""
+    from dgreg import api
+
+    key, remake, pack, launch = fast_path(tensors)
+    a8, b8, d, a_sf, b_sf = tensors
+    call = remake(a8, b8, d, None, a_sf, b_sf)
+    args = pack(call)
+    return {"key": per_call_us(lambda i: api._FAST.get(key(*tensors))),
+            "remake": per_call_us(lambda i: remake(a8, b8, d, None, a_sf, b_sf)),
+            "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}
+
+
+def cumulative(sets, rotate: bool) -> dict[str, float]:
+    """The fast path written out here, one step added at a time, so that the steps' costs are
+    measured where they run together (``breakdown`` times them alone), and the whole compared
+    with ``dgreg.gemm`` itself; with the same tensors every call, or (``rotate``) the sets in
+    turn."""
+    from dgreg import api
+
+    table, aligned = api._FAST, api._aligned
+    key, remake, pack, launch = fast_path(sets[0])
+    count = len(sets) if rotate else 1
 
     def k(i):
-        fast_table.get(key(*sets[i % count]))
+        table.get(key(*sets[i % count]))
 
     def ka(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
-        fast_table.get(key(a8, b8, d, a_sf, b_sf))
+        table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
 
     def kar(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
-        fast_table.get(key(a8, b8, d, a_sf, b_sf))
+        table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         remake(a8, b8, d, None, a_sf, b_sf)
 
     def karp(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
-        fast_table.get(key(a8, b8, d, a_sf, b_sf))
+        table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         pack(remake(a8, b8, d, None, a_sf, b_sf))
 
     def karpl(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
-        fast_table.get(key(a8, b8, d, a_sf, b_sf))
+        table.get(key(a8, b8, d, a_sf, b_sf))
         aligned(a8, b8, d, None, a_sf, b_sf)
         launch(pack(remake(a8, b8, d, None, a_sf, b_sf)))
 
