@@ -18,8 +18,9 @@ import subprocess
 import time
 
 import torch
+from sm90_forced import prepared_case
 
-from dgreg.bench import _SUITES, _flush
+from dgreg.bench import _flush
 
 
 def _loop_us(fn, seconds: float) -> tuple[float, int]:
@@ -67,7 +68,7 @@ def main() -> int:
     flush_us, _ = _loop_us(lambda: None, 1.0)
     print(f"L2 flush alone: {flush_us:.1f} us per iteration (subtracted below)")
     for shape in shapes:
-        case = _SUITES["fp8"][0](*shape)
+        case = prepared_case(["fp8", *shape])
         case.pop("ref")
         for rep in range(2):
             for name in ("ours", "theirs"):

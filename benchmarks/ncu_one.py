@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from sm90_forced import prepared_case
 
 import dgreg
-from dgreg.bench import _SUITES
 
 parser = argparse.ArgumentParser()
 parser.add_argument("mnk", type=int, nargs="+", help="M N K, once per shape")
@@ -27,7 +27,7 @@ args = parser.parse_args()
 if len(args.mnk) % 3:
     parser.error(f"shapes come as M N K triples (got {len(args.mnk)} numbers)")
 shapes = [tuple(args.mnk[i:i + 3]) for i in range(0, len(args.mnk), 3)]
-cases = [_SUITES[args.dtype][0](*shape) for shape in shapes]
+cases = [prepared_case([args.dtype, *shape]) for shape in shapes]
 fns = [case["theirs"] if args.vendor else case["ours"] for case in cases]
 for fn in fns:  # compile, load, warm up: the launches ncu skips
     fn()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_sm90_coverage_gpu import _force as force_config
+from test_sm90_coverage_gpu import _operands as operands
 
 import dgreg
 from dgreg.reference import dequantize_1d2d
@@ -20,15 +21,13 @@ FORCED = ["block_m=64,block_n=88", "block_m=128,block_n=112", "block_m=256,block
 
 
 def _operands(dtype: str, m: int, n: int, k: int, seed: int):
+    """((A, B), the scales as keywords, the float64 reference of the dequantised operands)."""
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+    a, a_sf, b, b_sf = operands(m, n, k, dtype, "1d2d", gen)
     if dtype == "bf16":
         return (a, b), {}, a.double() @ b.double().T
-    a8, a_sf = dgreg.per_token_cast_to_fp8(a)
-    b8, b_sf = dgreg.per_block_cast_to_fp8(b)
-    da, db = dequantize_1d2d(a8, a_sf, b8, b_sf)
-    return (a8, b8), {"a_scale": a_sf, "b_scale": b_sf}, da @ db.T
+    da, db = dequantize_1d2d(a, a_sf, b, b_sf)
+    return (a, b), {"a_scale": a_sf, "b_scale": b_sf}, da @ db.T
 
 
 def _compare(d: torch.Tensor, ref: torch.Tensor, dtype: str) -> None:
@@ -93,12 +92,7 @@ def test_masked_tiles_mix_the_tma_store_and_the_threads_stores(n, block_n, monke
     force_config(monkeypatch, f"block_m=128,block_n={block_n}")
     groups, m_max, k = 3, 384, 512
     gen = torch.Generator(device="cuda").manual_seed(n + block_n)
-    a = torch.randn(groups, m_max, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-    b = torch.randn(groups, n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-    pairs = [dgreg.per_token_cast_to_fp8(x) for x in a]
-    a8, a_sf = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    pairs = [dgreg.per_block_cast_to_fp8(x) for x in b]
-    b8, b_sf = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    a8, a_sf, b8, b_sf = operands(m_max, n, k, "fp8", "1d2d", gen, (groups,), (groups,))
     masked = torch.tensor([384, 0, 200], dtype=torch.int32, device="cuda")
     kw = dict(masked_m=masked, expected_m=200, a_scale=a_sf, b_scale=b_sf)
     if n % 8 == 0:

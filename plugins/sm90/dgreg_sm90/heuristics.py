@@ -9,6 +9,8 @@ powers of two; split-K fills them when M is small.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from dgreg import ConfigChoice
@@ -452,6 +454,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
     for block_m in BLOCK_MS:
         if block_m > 64 and m <= block_m // 2:
             continue  # a smaller block_m covers m with less waste
+        fit = scored_by_fit(block_m)
         for block_n in BLOCK_NS if dtype == "fp8" else BLOCK_NS_BF16:
             if legal(block_m, block_n, 1, dtype, sfb_rows, grouped):
                 continue
@@ -464,9 +467,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             # widths that are multiples of 64, and for FP8 1d2d 256-row tiles of any width
             tma_store = config.epilogue in ("tma", "mixed") and (
                 block_n % 64 == 0 or (dtype == "fp8" and not sfb_rows and block_m == 256))
-            fit = scored_by_fit(block_m)
-            m_blocks, n_blocks = tile_blocks(m, n, block_m, block_n)
-            tiles = m_blocks * n_blocks * batch
+            tiles = math.prod(tile_blocks(m, n, block_m, block_n)) * batch
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
                           multicast_problem(mc, block_m, block_n, m, n, num_sms,
                                             grouped or k_grouped))]
@@ -480,9 +481,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     ns, units, waves, busy = estimate_ns(
                         m, n, k, num_sms, block_m, block_n, split, dtype, batch=batch,
                         out_bytes=out_bytes, c_bytes=c_bytes, inflight=inflight,
-                        tma_store=tma_store,
-                        multicast=mc,
-                        stages=stages, large_fp8=fit)
+                        tma_store=tma_store, multicast=mc, stages=stages, large_fp8=fit)
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)
                     picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
