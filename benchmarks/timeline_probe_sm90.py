@@ -122,7 +122,118 @@ def _prefetch(n: int, hinted: bool = False, with_a: bool = False) -> list[tuple[
              f"if (kq_ < w.kb_end) {{ {one} }} }}\n")]
 
 
-_PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
+def _l2_prefetch(pf: int, ahead: bool = False, bulk: bool = False) -> list[tuple[str, str]]:
+    """lpfN (lpaN, bpfN): the producer's first warp, all 32 lanes, prefetches B into L2 in
+    chunks of N K blocks per row (N * 128 contiguous bytes of each of the tile's rows), so that
+    HBM sees a row's adjacent 128-byte pieces together instead of one piece per stage, one
+    stage time apart. lpf: the chunk starting at the K block whose stage is being issued
+    (the ring's own blocks, at most N - 1 of them ahead of it); lpa: the chunk STAGES blocks
+    ahead (beyond the ring); bpf: as lpf, one ``cp.async.bulk.prefetch.L2`` per row (the TMA
+    unit) instead of one ``prefetch.global.L2`` per 128-byte line. B's address and row stride
+    come in the kernel's C arguments (dense BF16-D calls have no C; `_with_b_pointer`)."""
+    lead = ("        if (threadIdx.x == MATH_THREADS) {\n        int stage = 0;\n")
+    wait = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
+    kq = "kb + STAGES" if ahead else "kb"
+    if bulk:
+        body = ("for (int r_ = lane_; r_ < rows_; r_ += 32) asm volatile("
+                '"cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(b_ + (long long)(w.b_row + r_) * ldc'
+                ' + (long long)kq_ * 128), "r"(pieces_ * 128) : "memory");')
+    else:
+        body = ("for (int i_ = lane_; i_ < rows_ * pieces_; i_ += 32) { const int r_ = i_ / pieces_,"
+                " p_ = i_ % pieces_; asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(b_ + "
+                "(long long)(w.b_row + r_) * ldc + (long long)(kq_ + p_) * 128) : \"memory\"); }")
+    return [(lead, "        if (threadIdx.x < MATH_THREADS + 32) {\n"
+                   "        const bool leader_ = threadIdx.x == MATH_THREADS;\n"
+                   "        const int lane_ = threadIdx.x % 32;\n"
+                   "        const uint8_t* b_ = static_cast<const uint8_t*>(c);\n"
+                   "        int stage = 0;\n"),
+            (wait, wait +
+             f"                    {{ const int kq_ = {kq}; if (w.valid && kq_ < w.kb_end && "
+             f"(kq_ - w.kb_begin) % {pf} == 0) {{ const int rows_ = min(BLOCK_N, n - w.b_row);"
+             f" const int pieces_ = min({pf}, w.kb_end - kq_); {body} }} }}\n"
+             "                    if (!leader_) { if (++stage == STAGES) { stage = 0; phase ^= 1; }"
+             " continue; }\n")]
+
+
+def _warp_prefetch(pf: int, mode: str) -> list[tuple[str, str]]:
+    """wpfN, wpaN, wpuN: as lpfN / lpaN, from the producer warpgroup's second warp, so that
+    the TMA thread's warp does not diverge. The TMA thread counts the stages it has issued in
+    shared memory; the prefetch warp walks the same units and K blocks and prefetches the chunk
+    starting at block number i (of this CTA's walk) once the count reaches i - 1 (wpf: the
+    chunk's own blocks, wpa: the chunk STAGES blocks further on). wpu: at each unit's start,
+    the whole unit's B in chunks of N K blocks, in K order, unpaced."""
+    end = "        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();"
+    line = ("for (int i_ = lane_; i_ < rows_ * pieces_; i_ += 32) { const int r_ = i_ / pieces_,"
+            " p_ = i_ % pieces_; asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(b_ + "
+            "(long long)(w.b_row + r_) * ldc + (long long)(kq_ + p_) * 128) : \"memory\"); }")
+    rows = "const int rows_ = min(BLOCK_N, n - w.b_row);"
+    if mode == "u":
+        loop = (f"for (int kq_ = w.kb_begin; kq_ < w.kb_end; kq_ += {pf}) {{ {rows}"
+                f" const int pieces_ = min({pf}, w.kb_end - kq_); {line} }}")
+    else:
+        shift = "STAGES" if mode == "a" else "0"
+        loop = (f"for (int kb = w.kb_begin; kb < w.kb_end; ++kb, ++walked_) {{"
+                f" const int kq_ = kb + {shift}; if (kq_ < w.kb_end && (kq_ - w.kb_begin) % {pf} == 0) {{"
+                " while (*issued_ < walked_ - 1) __nanosleep(32);"
+                f" {rows} const int pieces_ = min({pf}, w.kb_end - kq_); {line} }} }}")
+    body = ("        } else if (threadIdx.x >= MATH_THREADS + 32 && threadIdx.x < MATH_THREADS + 64) {\n"
+            "        const int lane_ = threadIdx.x % 32;\n"
+            "        const uint8_t* b_ = static_cast<const uint8_t*>(c);\n"
+            "        volatile int* issued_ = reinterpret_cast<volatile int*>(smem + OFF_FLAG + 8);\n"
+            "        int walked_ = 0;\n"
+            "        for (int unit = blockIdx.x / CLUSTER; unit < units; unit += gridDim.x / CLUSTER) {\n"
+            "            Work w;\n"
+            "            if (!unit_work(unit, rank, m_slots, n_slots, m_blocks, n_blocks, k_blocks, m, n,"
+            " m_per_group, row_groups, w)) continue;\n"
+            f"            {loop}\n        }}\n")
+    count = [("        int stage = 0;\n        uint32_t phase = 0;\n",
+              "        int stage = 0;\n        uint32_t phase = 0;\n        int count_ = 0;\n"),
+             (_EXPECT, _EXPECT + " *reinterpret_cast<volatile int*>(smem + OFF_FLAG + 8) = ++count_;"),
+             # the count starts at 0 before any thread reads it
+             ("            mbar_init(bar_empty + s * 8, STAGE_WG * 4 * CLUSTER);\n        }\n",
+              "            mbar_init(bar_empty + s * 8, STAGE_WG * 4 * CLUSTER);\n        }\n"
+              "        *reinterpret_cast<volatile int*>(smem + OFF_FLAG + 8) = 0;\n")]
+    return ([] if mode == "u" else count) + [(end, body + end)]
+
+
+def _with_b_pointer() -> None:
+    """Dense calls pass B's address and row stride (bytes) in the kernel's C arguments, for the
+    L2 prefetch variants (the kernels without C never read them)."""
+    import attrs
+    from dgreg_sm90 import launch
+
+    original = launch.gemm_launch
+    if getattr(original, "with_b_pointer", False):
+        return
+
+    def gemm_launch(*args, **kwargs):
+        spec = original(*args, **kwargs)
+        inner = spec.pack
+
+        def pack(call):
+            packed = list(inner(call))
+            packed[12], packed[13] = call.b.data_ptr(), call.b.stride(0) * call.b.element_size()
+            return tuple(packed)
+        return attrs.evolve(spec, pack=pack)
+
+    gemm_launch.with_b_pointer = True
+    launch.gemm_launch = gemm_launch
+
+
+# oldfence: the split-K hand-off as before 2026-11-21's change, a GPU-scope fence in every
+# thread before the count and after it in the last unit (now one fence by the counting thread)
+_OLDFENCE = [("                named_barrier(1, EPI_THREADS);\n"
+              "                volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);\n"
+              "                if (threadIdx.x == 0) {\n                    __threadfence();\n",
+              "                __threadfence();\n                named_barrier(1, EPI_THREADS);\n"
+              "                volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);\n"
+              "                if (threadIdx.x == 0) {\n"),
+             ("                        counters[w.tile] = 0;  // ready for the next launch\n"
+              "                        __threadfence();\n",
+              "                        counters[w.tile] = 0;  // ready for the next launch\n"),
+             ("                if (!*flag) continue;\n",
+              "                if (!*flag) continue;\n                __threadfence();\n")]
+_PATCHES = {"base": [], "nomath": _NOMATH, "oldfence": _OLDFENCE, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
@@ -137,7 +248,18 @@ def use(variant: str) -> None:
     from dgreg.jit import tma
 
     tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-    if variant.startswith("burst"):
+    if "+" in variant or variant[:3] in ("lpf", "lpa", "bpf", "wpf", "wpa", "wpu"):
+        patches = []  # composable: nomath+lpf4
+        for part in variant.split("+"):
+            if part[:3] in ("lpf", "lpa", "bpf"):
+                _with_b_pointer()
+                patches += _l2_prefetch(int(part[3:]), part[:3] == "lpa", part[:3] == "bpf")
+            elif part[:3] in ("wpf", "wpa", "wpu"):
+                _with_b_pointer()
+                patches += _warp_prefetch(int(part[3:]), part[2])
+            else:
+                patches += _PATCHES[part]
+    elif variant.startswith("burst"):
         patches = _burst(int(variant[5:]))
     elif variant.startswith("pf"):
         kind = variant[2] if variant[2] in "ha" else ""
@@ -193,6 +315,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(TIMED), help="timed variants, base first")
     parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8",
                         help="the dtype of the shapes (bf16: timed only, no trace)")
+    parser.add_argument("--shapes", help="only these of the runs' shapes: MxNxK,...")
     parser.add_argument("--json")
     parser.add_argument("--parse", metavar="LOG", help="summarise the traces in a run's output")
     args = parser.parse_args()
@@ -202,6 +325,9 @@ def main() -> int:
         return 0
     timed = args.variants.split(",")
     runs = [((args.dtype, *shape[1:]), forced) for shape, forced in RUNS]
+    if args.shapes:
+        wanted = {tuple(map(int, s.split("x"))) for s in args.shapes.split(",")}
+        runs = [(shape, forced) for shape, forced in runs if tuple(shape[1:]) in wanted]
     runs = [(shape, pinned(shape, forced)) for shape, forced in runs]
     if ({"nomath", "noload", "empty"} & set(timed) and
             any("kpair=1" in forced for _, forced in runs)):
