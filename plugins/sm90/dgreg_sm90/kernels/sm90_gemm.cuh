@@ -687,25 +687,18 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     for (int i = 0; i < ACC; i += 4)
                         __stcg(mine + (s * ACC + i) / 4 * EPI_THREADS,
                                make_float4(total[s][i], total[s][i + 1], total[s][i + 2], total[s][i + 3]));
-                // One GPU-scope fence for the whole tile, by the thread that counts (a fence
-                // in every thread cost 8% of the samples at 64 x 2112 x 7168): the barrier
-                // orders the other threads' stores before it, the fence makes them visible
-                // before the count, and the last unit's fence after the count orders its
-                // threads' reads (behind the second barrier) after every other unit's stores.
+                __threadfence();  // publish the partial before counting this unit as done
                 named_barrier(1, EPI_THREADS);
                 volatile int* flag = reinterpret_cast<volatile int*>(smem + OFF_FLAG);
                 if (threadIdx.x == 0) {
-                    __threadfence();
                     const int done = atomicAdd(counters + w.tile, 1);
                     const int last = done == SPLIT_K - 1;
-                    if (last) {
-                        counters[w.tile] = 0;  // ready for the next launch
-                        __threadfence();
-                    }
+                    if (last) counters[w.tile] = 0;  // ready for the next launch
                     *flag = last;
                 }
                 named_barrier(1, EPI_THREADS);
                 if (!*flag) continue;
+                __threadfence();  // see every other unit's partial
                 #pragma unroll 1
                 for (int other = 0; other < SPLIT_K; ++other) {
                     if (other == split) continue;
