@@ -57,16 +57,19 @@ _TRACE = [
      "    const unsigned long long probe_t1 = probe_gt();\n"),
     ("        int stage = 0;\n        uint32_t phase = 0;\n",
      "        int stage = 0;\n        uint32_t phase = 0;\n"
-     "        unsigned long long probe_first = 0, probe_last = 0;\n"
+     "        unsigned long long probe_first = 0, probe_last = 0, probe_t3 = 0, probe_t4 = 0;\n"
      "        long long probe_wait = 0;\n        int probe_n = 0;\n"),
+    ("        regs_dealloc<40>();\n",
+     "        regs_dealloc<40>();\n        const unsigned long long probe_t2 = probe_gt();\n"),
     ("                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n",
-     "                    { const long long c_ = clock64(); mbar_wait(bar_empty + stage * 8, "
-     "phase ^ 1); probe_wait += clock64() - c_; }\n"),
+     "                    { if (probe_t3 == 0) probe_t3 = probe_gt(); const long long c_ = clock64();"
+     " mbar_wait(bar_empty + stage * 8, phase ^ 1); probe_wait += clock64() - c_;"
+     " if (probe_t4 == 0) probe_t4 = probe_gt(); }\n"),
     (_EXPECT, _EXPECT + "\n                    probe_last = probe_gt();"
      " if (probe_n++ == 0) probe_first = probe_last;"),
     ("        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();",
-     '        printf("TLP %d %llu %llu %llu %llu %lld %d\\n", blockIdx.x, probe_t0, probe_t1,'
-     " probe_first, probe_last, probe_wait, probe_n);\n"
+     '        printf("TLP %d %llu %llu %llu %llu %lld %d %llu %llu %llu\\n", blockIdx.x, probe_t0,'
+     " probe_t1, probe_first, probe_last, probe_wait, probe_n, probe_t2, probe_t3, probe_t4);\n"
      "        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();"),
     ("    float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)\n",
      "    float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)\n"
@@ -236,7 +239,9 @@ _ONEFENCE = [("                __threadfence();  // publish the partial before c
               "                    if (last) { counters[w.tile] = 0; __threadfence(); }\n"),
              ("                if (!*flag) continue;\n                __threadfence();  // see every other unit's partial\n",
               "                if (!*flag) continue;\n")]
-_PATCHES = {"base": [], "nomath": _NOMATH, "onefence": _ONEFENCE, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
+# noregs: no setmaxnreg (one math warpgroup: 256 threads may hold 255 registers each anyway)
+_NOREGS = [("        regs_dealloc<40>();\n", "\n"), ("    regs_alloc<232>();\n", "\n")]
+_PATCHES = {"base": [], "nomath": _NOMATH, "onefence": _ONEFENCE, "noregs": _NOREGS, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
@@ -305,6 +310,12 @@ def summarise(log: str) -> None:
               f"{med(r[4] - t0 for r in prod) / 1e3:.2f} (max {max(r[4] - t0 for r in prod) / 1e3:.2f}),"
               f" waits {med(r[5] / rate.get(r[0], 1.8) for r in prod) / 1e3:.2f} us over "
               f"{med(r[6] for r in prod)} stages")
+        if prod and len(prod[0]) > 9:  # the producer's own clock, from its CTA's start
+            print(f"  producer (from its CTA's start): registers released "
+                  f"{med(r[7] - r[1] for r in prod) / 1e3:.2f}, first ring wait "
+                  f"{med(r[8] - r[1] for r in prod) / 1e3:.2f} to "
+                  f"{med(r[9] - r[1] for r in prod) / 1e3:.2f}, first issue "
+                  f"{med(r[3] - r[1] for r in prod) / 1e3:.2f}")
         print(f"  math first stage {med(r[4] - t0 for r in full) / 1e3:.2f}, K loop end "
               f"{med(r[5] - t0 for r in full) / 1e3:.2f} (max {max(r[5] - t0 for r in full) / 1e3:.2f}),"
               f" end {med(r[6] - t0 for r in math) / 1e3:.2f} (max {max(r[6] - t0 for r in math) / 1e3:.2f}),"
