@@ -128,6 +128,14 @@ def _prefetch(n: int, hinted: bool = False, with_a: bool = False) -> list[tuple[
              f"if (kq_ < w.kb_end) {{ {one} }} }}\n")]
 
 
+# the lanes' prefetches of one chunk: line p_ of row r_ of the tile's B, pieces_ lines per row
+# from K block kq_, one 128-byte line per lane and turn (rows in order, a row's lines together)
+_LINE_PREFETCHES = (
+    "for (int i_ = lane_; i_ < rows_ * pieces_; i_ += 32) { const int r_ = i_ / pieces_,"
+    " p_ = i_ % pieces_; asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(b_ + "
+    "(long long)(w.b_row + r_) * ldc + (long long)(kq_ + p_) * 128) : \"memory\"); }")
+
+
 def _l2_prefetch(pf: int, ahead: bool = False, bulk: bool = False) -> list[tuple[str, str]]:
     """lpfN (lpaN, bpfN): the producer's first warp, all 32 lanes, prefetches B into L2 in
     chunks of N K blocks per row (N * 128 contiguous bytes of each of the tile's rows), so that
@@ -140,14 +148,11 @@ def _l2_prefetch(pf: int, ahead: bool = False, bulk: bool = False) -> list[tuple
     lead = ("        if (threadIdx.x == MATH_THREADS) {\n        int stage = 0;\n")
     wait = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
     kq = "kb + STAGES" if ahead else "kb"
+    body = _LINE_PREFETCHES
     if bulk:
         body = ("for (int r_ = lane_; r_ < rows_; r_ += 32) asm volatile("
                 '"cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(b_ + (long long)(w.b_row + r_) * ldc'
                 ' + (long long)kq_ * 128), "r"(pieces_ * 128) : "memory");')
-    else:
-        body = ("for (int i_ = lane_; i_ < rows_ * pieces_; i_ += 32) { const int r_ = i_ / pieces_,"
-                " p_ = i_ % pieces_; asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(b_ + "
-                "(long long)(w.b_row + r_) * ldc + (long long)(kq_ + p_) * 128) : \"memory\"); }")
     return [(lead, "        if (threadIdx.x < MATH_THREADS + 32) {\n"
                    "        const bool leader_ = threadIdx.x == MATH_THREADS;\n"
                    "        const int lane_ = threadIdx.x % 32;\n"
@@ -169,9 +174,7 @@ def _warp_prefetch(pf: int, mode: str) -> list[tuple[str, str]]:
     chunk's own blocks, wpa: the chunk STAGES blocks further on). wpu: at each unit's start,
     the whole unit's B in chunks of N K blocks, in K order, unpaced."""
     end = "        }\n        if constexpr (CLUSTER == 2) {\n            __syncwarp();"
-    line = ("for (int i_ = lane_; i_ < rows_ * pieces_; i_ += 32) { const int r_ = i_ / pieces_,"
-            " p_ = i_ % pieces_; asm volatile(\"prefetch.global.L2 [%0];\" :: \"l\"(b_ + "
-            "(long long)(w.b_row + r_) * ldc + (long long)(kq_ + p_) * 128) : \"memory\"); }")
+    line = _LINE_PREFETCHES
     rows = "const int rows_ = min(BLOCK_N, n - w.b_row);"
     if mode == "u":
         loop = (f"for (int kq_ = w.kb_begin; kq_ < w.kb_end; kq_ += {pf}) {{ {rows}"
@@ -250,30 +253,40 @@ TIMED = ("base", "nohint", "readflush")
 RUNS = [(("fp8", m, n, k), "") for m in (64, 128) for n, k in
         ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]
 RUNS += [(("fp8", 4096, 2112, 7168), "")]
+
+
+_PREFETCHES = ("lpf", "lpa", "bpf", "wpf", "wpa", "wpu")
+# variants of the host's side only (the base kernel): the flush, or the maps' L2 promotion
+_HOST_ONLY = ("readflush", *_PROMOTION)
+
+
+def _variant_patches(part: str) -> list[tuple[str, str]]:
+    """The kernel patches of one variant name (see the module's docstring)."""
+    if part[:3] in _PREFETCHES:
+        _with_b_pointer()
+        if part[0] == "w":
+            return _warp_prefetch(int(part[3:]), part[2])
+        return _l2_prefetch(int(part[3:]), part[:3] == "lpa", part[:3] == "bpf")
+    if part.startswith("burst"):
+        return _burst(int(part[5:]))
+    if part.startswith("pf"):
+        kind = part[2] if part[2] in "ha" else ""
+        return _prefetch(int(part[2 + len(kind):]), kind == "h", kind == "a")
+    if part in _PATCHES:
+        return _PATCHES[part]
+    if part in _HOST_ONLY:
+        return []
+    raise SystemExit(f"unknown variant {part!r}")
+
+
 def use(variant: str) -> None:
-    """Make the sm90 code generator emit ``variant`` of the kernel (its own cache key) and the
-    host build its tensor maps with the variant's L2 promotion."""
+    """Make the sm90 code generator emit ``variant`` of the kernel (its own cache key; parts
+    joined by "+" compose) and the host build its tensor maps with the variant's L2
+    promotion."""
     from dgreg.jit import tma
 
     tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-    if "+" in variant or variant[:3] in ("lpf", "lpa", "bpf", "wpf", "wpa", "wpu"):
-        patches = []  # composable: nomath+lpf4
-        for part in variant.split("+"):
-            if part[:3] in ("lpf", "lpa", "bpf"):
-                _with_b_pointer()
-                patches += _l2_prefetch(int(part[3:]), part[:3] == "lpa", part[:3] == "bpf")
-            elif part[:3] in ("wpf", "wpa", "wpu"):
-                _with_b_pointer()
-                patches += _warp_prefetch(int(part[3:]), part[2])
-            else:
-                patches += _PATCHES[part]
-    elif variant.startswith("burst"):
-        patches = _burst(int(variant[5:]))
-    elif variant.startswith("pf"):
-        kind = variant[2] if variant[2] in "ha" else ""
-        patches = _prefetch(int(variant[2 + len(kind):]), kind == "h", kind == "a")
-    else:
-        patches = _PATCHES.get(variant, [])
+    patches = [patch for part in variant.split("+") for patch in _variant_patches(part)]
     patch_kernel(f"timeline probe variant {variant}", patches)
 
 
@@ -386,13 +399,12 @@ def main() -> int:
             forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
             case["ours"]()
             torch.cuda.synchronize()
-            print(f"TLBEGIN {json.dumps([shape, forced])}", flush=True)
-            _flush()
-            case["ours"]()
-            torch.cuda.synchronize()
-            print("TLEND", flush=True)
-            if args.warm_trace:  # the same launch again at once: code, maps and operands in L2
-                print(f"TLBEGIN {json.dumps([shape, forced + ' (warm)'])}", flush=True)
+            # after the flush; then (warm) the same launch again at once: code, maps and
+            # operands in L2
+            for label in ("", " (warm)") if args.warm_trace else ("",):
+                print(f"TLBEGIN {json.dumps([shape, forced + label])}", flush=True)
+                if not label:
+                    _flush()
                 case["ours"]()
                 torch.cuda.synchronize()
                 print("TLEND", flush=True)
