@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 import dgreg
-from dgreg.bench import DEEPGEMM_H800, DENSE_SHAPES, _check, _operands, kernel_time_us
+from dgreg.bench import DEEPGEMM_H800, DENSE_SHAPES, _check, _prepare_fp8, fp8_calls, kernel_time_us
 
 
 def _builder(m: int, n: int, k: int) -> tuple[dict[str, Any], Any]:
@@ -49,35 +49,27 @@ def _builder(m: int, n: int, k: int) -> tuple[dict[str, Any], Any]:
     return holder, build
 
 
-def _calls(holder: dict[str, Any]) -> dict[str, Any]:
-    def ours() -> Any:
+def _fresh_calls(holder: dict[str, Any]) -> dict[str, Any]:
+    """The two libraries' calls on whatever inputs ``holder`` has at the time of the call."""
+    def call(which: int) -> Any:
         h = holder
-        return dgreg.gemm(h["a8"], h["b8"], h["d"], a_scale=h["a_sf"], b_scale=h["b_sf"])
+        return fp8_calls(h["a8"], h["a_sf"], h["b8"], h["b_sf"], h["d"])[which]()
 
-    def theirs() -> Any:
-        h = holder
-        return torch._scaled_mm(h["a8"], h["b8"].t(), scale_a=h["a_sf"], scale_b=h["b_sf"].t(),
-                                out_dtype=torch.bfloat16)
-
-    return {"dgreg": ours, "cuBLASLt": theirs}
+    return {"dgreg": lambda: call(0), "cuBLASLt": lambda: call(1)}
 
 
 def measure(m: int, n: int, k: int) -> dict[str, Any]:
     flops = 2 * m * n * k
-    # correctness first, on the bench's own inputs, poisoned D
-    a8, a_sf, b8, b_sf, ref = _operands("fp8", m, n, k)
-    a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
-    checked = {"a8": a8, "b8": b8, "a_sf": a_sf, "b_sf": b_sf,
-               "d": torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)}
-    calls = _calls(checked)
+    # correctness first, on the bench's own inputs and poisoned D
+    case = _prepare_fp8(m, n, k)
+    calls = {"dgreg": case["ours"], "cuBLASLt": case["theirs"]}
     calls["dgreg"]()
-    row: dict[str, Any] = {"shape": [m, n, k], "calc_diff": _check(checked["d"], ref, "dgreg")}
-    row["vendor_calc_diff"] = _check(calls["cuBLASLt"](), ref, "cuBLASLt")
-    del ref
+    row: dict[str, Any] = {"shape": [m, n, k], "calc_diff": _check(case["d"], case["ref"], "dgreg")}
+    row["vendor_calc_diff"] = _check(calls["cuBLASLt"](), case.pop("ref"), "cuBLASLt")
     holder, build = _builder(m, n, k)
     build()
     builder_kernels = set(kernel_time_us(build, calls=1)[1])
-    fresh = _calls(holder)
+    fresh = _fresh_calls(holder)
     for lib, fn in calls.items():
         names = set(kernel_time_us(fn, calls=1)[1])
         if names & builder_kernels:

@@ -40,7 +40,7 @@ import torch
 import dgreg
 from dgreg.reference import dequantize_1d2d
 
-__all__ = ["DENSE_SHAPES", "GROUPED_SHAPES", "LAYOUT_SHAPES", "run_suite"]
+__all__ = ["DENSE_SHAPES", "GROUPED_SHAPES", "LAYOUT_SHAPES", "fp8_calls", "run_suite"]
 
 #: DeepGEMM's dense table: M x (N, K)
 DENSE_SHAPES = [(m, n, k) for m in (64, 128, 4096)
@@ -182,19 +182,24 @@ def _dense_case(dtype: str, m: int, n: int, k: int, ref: torch.Tensor) -> dict[s
             "d": torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)}
 
 
+def fp8_calls(a8: torch.Tensor, a_sf: torch.Tensor, b8: torch.Tensor, b_sf: torch.Tensor,
+              d: torch.Tensor) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """(dgreg's FP8 1d2d call into ``d``, cuBLASLt's block-scaled call) on the same inputs
+    (``a_sf`` MN-major, as dgreg.get_mn_major_tma_aligned_tensor makes it)."""
+    # cuBLASLt: B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
+    # storage, the forms its block-scaled path accepts
+    return (functools.partial(dgreg.gemm, a8, b8, d, a_scale=a_sf, b_scale=b_sf),
+            functools.partial(torch._scaled_mm, a8, b8.t(), scale_a=a_sf, scale_b=b_sf.t(),
+                              out_dtype=torch.bfloat16))
+
+
 def _prepare_fp8(m: int, n: int, k: int) -> dict[str, Any]:
     """dgreg's FP8 1d2d call and cuBLASLt's block-scaled call on the same inputs."""
     a8, a_sf, b8, b_sf, ref = _operands("fp8", m, n, k)
     a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
     case = _dense_case("fp8", m, n, k, ref)
-    return {
-        **case, "explain": ("fp8_gemm", (m, n, k)),
-        "ours": functools.partial(dgreg.gemm, a8, b8, case["d"], a_scale=a_sf, b_scale=b_sf),
-        # B as [K, N] column-major and its scales as [K/128, N/128] over [N/128, K/128]
-        # storage: the forms cuBLASLt's block-scaled path accepts
-        "theirs": functools.partial(torch._scaled_mm, a8, b8.t(), scale_a=a_sf, scale_b=b_sf.t(),
-                                    out_dtype=torch.bfloat16),
-    }
+    ours, theirs = fp8_calls(a8, a_sf, b8, b_sf, case["d"])
+    return {**case, "explain": ("fp8_gemm", (m, n, k)), "ours": ours, "theirs": theirs}
 
 
 def _prepare_bf16(m: int, n: int, k: int) -> dict[str, Any]:
