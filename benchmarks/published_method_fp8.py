@@ -52,10 +52,28 @@ def _builder(m: int, n: int, k: int) -> tuple[dict[str, Any], Any]:
 def _fresh_calls(holder: dict[str, Any]) -> dict[str, Any]:
     """The two libraries' calls on whatever inputs ``holder`` has at the time of the call."""
     def call(which: int) -> Any:
-        h = holder
-        return fp8_calls(h["a8"], h["a_sf"], h["b8"], h["b_sf"], h["d"])[which]()
+        return lambda: fp8_calls(holder["a8"], holder["a_sf"], holder["b8"], holder["b_sf"],
+                                 holder["d"])[which]()
 
-    return {"dgreg": lambda: call(0), "cuBLASLt": lambda: call(1)}
+    return {"dgreg": call(0), "cuBLASLt": call(1)}
+
+
+def _timed(what: str, fn: Any, fresh_fn: Any, build: Any, builder_kernels: set[str],
+           flops: int) -> dict[str, float]:
+    """One library's kernel time flushed (``fn``) and with fresh inputs (``fresh_fn`` after
+    ``build``), counting only the kernels ``fn`` launches."""
+    names = set(kernel_time_us(fn, calls=1)[1])
+    if names & builder_kernels:
+        raise SystemExit(f"{what}: kernels {sorted(names & builder_kernels)} are also the input "
+                         "builder's: they cannot be told apart")
+
+    def counted(name: str) -> bool:  # by name as the profile gives it
+        return name[:60] in names
+
+    flushed, _ = kernel_time_us(fn, kernel=counted)
+    fresh_us, _ = kernel_time_us(fresh_fn, flush=build, kernel=counted)
+    return {"flushed_us": flushed, "fresh_us": fresh_us,
+            "flushed_tflops": flops / flushed / 1e6, "fresh_tflops": flops / fresh_us / 1e6}
 
 
 def measure(m: int, n: int, k: int) -> dict[str, Any]:
@@ -71,16 +89,7 @@ def measure(m: int, n: int, k: int) -> dict[str, Any]:
     builder_kernels = set(kernel_time_us(build, calls=1)[1])
     fresh = _fresh_calls(holder)
     for lib, fn in calls.items():
-        names = set(kernel_time_us(fn, calls=1)[1])
-        if names & builder_kernels:
-            raise SystemExit(f"{lib} {m}x{n}x{k}: kernels {sorted(names & builder_kernels)} "
-                             "are also the input builder's: they cannot be told apart")
-        wanted = names.__contains__
-        flushed, _ = kernel_time_us(fn, kernel=lambda name, w=wanted: w(name[:60]))
-        fresh_us, _ = kernel_time_us(fresh[lib], flush=build,
-                                     kernel=lambda name, w=wanted: w(name[:60]))
-        row[lib] = {"flushed_us": flushed, "fresh_us": fresh_us,
-                    "flushed_tflops": flops / flushed / 1e6, "fresh_tflops": flops / fresh_us / 1e6}
+        row[lib] = _timed(f"{lib} {m}x{n}x{k}", fn, fresh[lib], build, builder_kernels, flops)
     return row
 
 
