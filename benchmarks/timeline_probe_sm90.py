@@ -1,6 +1,7 @@
 """Where an sm90 FP8 kernel's time goes: the same config timed with parts of the kernel taken
-out or changed, and one launch traced with timestamps per CTA (timing only: only "base" is
-checked against the reference).
+out or changed, and one launch traced with timestamps per CTA (base and the variants in
+`_CORRECT` are checked against the reference before they are timed; the others give wrong
+results and are timed only).
 
     DGREG_ARCH=h200 python benchmarks/timeline_probe_sm90.py --prebuild .jitcache   # CPU
     DGREG_PLUGINS=sm90 python benchmarks/timeline_probe_sm90.py [--variants ...] [--json F] > log
@@ -19,7 +20,9 @@ flush leaves L2 full of dirty lines, which the kernel's loads evict to HBM). bur
 4, ...): the producer issues its stages in runs of N consecutive K blocks (at most half the
 ring). pfN, pfhN, pfaN, lpfN, lpaN, bpfN, wpfN, wpaN, wpuN: B (and A) prefetched into L2 in
 various ways (see `_prefetch`, `_l2_prefetch`, `_warp_prefetch`); variants compose with "+"
-(nomath+wpf4). onefence: the split-K hand-off with one fence per CTA. ``--warm-trace`` traces
+(nomath+wpf4). onefence: the split-K hand-off with one fence per CTA. krot, krot1: each
+unit walks its K blocks in a rotated order (see `_krot`). noa, nob: the producer leaves A's
+(B's) tiles out (with nomath: the other operand's stream alone). ``--warm-trace`` traces
 each shape once more right after the first traced launch, with nothing flushed in between.
 """
 
@@ -104,6 +107,41 @@ def _burst(n: int) -> list[tuple[str, str]]:
              "                        const int s2_ = stage + min(BURST_, w.kb_end - kb) - 1;\n"
              "                        mbar_wait(bar_empty + (s2_ % STAGES) * 8, (phase ^ (s2_ >= STAGES ? 1u : 0u)) ^ 1);\n"
              "                    }\n" + wait)]
+
+
+def _krot(consecutive: bool) -> list[tuple[str, str]]:
+    """krot (krot1): each work unit walks its K blocks in a rotated order, starting at block
+    (unit % grid) * blocks / grid of its range (krot1: unit % blocks), so that the CTAs
+    running at once read different K blocks of A (and B columns at different offsets) rather
+    than all the same one; the producer and the math warps agree on the order, the results
+    stay correct (only the FP32 summation order changes)."""
+    rot = ("(unit % (int)gridDim.x) % nb_" if consecutive else
+           "(int)((long long)(unit % (int)gridDim.x) * nb_ / (int)gridDim.x)")
+    head = "for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {\n"
+    def rotated(indent: str) -> str:
+        return (f"for (int kb_i = w.kb_begin; kb_i < w.kb_end; ++kb_i) {{\n"
+                f"{indent}const int nb_ = w.kb_end - w.kb_begin;\n"
+                f"{indent}const int kb = w.kb_begin + (kb_i - w.kb_begin + {rot}) % nb_;\n")
+    producer = "                    const uint32_t full = bar_full + stage * 8;\n"
+    math = ("                if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {"
+            "  // the other warpgroup's block\n")
+    return [(head + producer, rotated(" " * 20) + producer),
+            (head + math, rotated(" " * 16) +
+             math.replace("((kb - w.kb_begin) & 1)", "((kb_i - w.kb_begin) & 1)"))]
+
+
+def _skip_operand(operand: str) -> list[tuple[str, str]]:
+    """noa / nob: the producer leaves A's (B's) tiles out of every stage (dense, no cluster;
+    wrong results): with nomath, the stream of the other operand alone."""
+    expect = (_EXPECT, _EXPECT.replace("STAGE_TX :", f"STAGE_TX - {operand}_BYTES :"))
+    if operand == "A":
+        return [expect, ("                    else if (w.valid)\n"
+                         "                        tma_load_2d(base + OFF_A",
+                         "                    else if (false)\n"
+                         "                        tma_load_2d(base + OFF_A")]
+    return [expect, ("else if (w.valid && b_once)", "else if (false)"),
+            ("                    else if (w.valid)\n                        tma_load_2d(base + OFF_B",
+             "                    else if (false)\n                        tma_load_2d(base + OFF_B")]
 
 
 def _prefetch(n: int, hinted: bool = False, with_a: bool = False) -> list[tuple[str, str]]:
@@ -249,6 +287,9 @@ _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH +
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
 TIMED = ("base", "nohint", "readflush")
+# variants whose results are right (checked against the reference before they are timed)
+_CORRECT = {"base", "nohint", "readflush", "onefence", "noregs", "krot", "krot1", "promo128",
+            "promo0"}
 # (shape, forced config: "" for the heuristics' pick)
 RUNS = [(("fp8", m, n, k), "") for m in (64, 128) for n, k in
         ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]
@@ -272,6 +313,10 @@ def _variant_patches(part: str) -> list[tuple[str, str]]:
     if part.startswith("pf"):
         kind = part[2] if part[2] in "ha" else ""
         return _prefetch(int(part[2 + len(kind):]), kind == "h", kind == "a")
+    if part in ("krot", "krot1"):
+        return _krot(part == "krot1")
+    if part in ("noa", "nob"):
+        return _skip_operand(part[2].upper())
     if part in _PATCHES:
         return _PATCHES[part]
     if part in _HOST_ONLY:
@@ -386,7 +431,7 @@ def main() -> int:
             for variant in timed:
                 use(variant)
                 forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
-                if variant == "base":
+                if all(part in _CORRECT for part in variant.split("+")):
                     case["d"].fill_(float("nan"))
                     case["ours"]()
                     _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])

@@ -342,9 +342,35 @@ def test_inflight_is_picked_for_bf16_single_sub_tiles_with_deep_rings_only():
     assert small.inflight and small.block_m == 64 and small.stages >= 4
     assert "#define INFLIGHT 1" in codegen.gemm_source(small).code
     assert "#define INFLIGHT 0" in codegen.gemm_source(heuristics.choose(
-        64, 4096, 7168, H100_SMS).config).code
-    for m in (64, 128, 4096):
-        assert not heuristics.choose(m, 7168, 2048, H100_SMS).config.inflight  # FP8
+        64, 4096, 7168, H100_SMS).config).code  # FP8, 32 columns
+    for m in (128, 4096):  # FP8: kpair and 256-row tiles
+        assert not heuristics.choose(m, 7168, 2048, H100_SMS).config.inflight
+
+
+def test_fp8_inflight_for_small_m_tiles_of_64_or_128_columns():
+    """Hand-checked against the forced A/B that set the rule (H200, M <= 128)."""
+    pays = heuristics.fp8_inflight_pays
+    assert pays(64, 64, 64, 8, kpair=False, sfb_rows=False, grouped=False)
+    assert pays(128, 128, 128, 8, kpair=False, sfb_rows=False, grouped=False)
+    assert not pays(64, 32, 64, 8, kpair=False, sfb_rows=False, grouped=False)  # measured -3.5%
+    assert not pays(64, 104, 64, 8, kpair=False, sfb_rows=False, grouped=False)  # -13%
+    assert not pays(128, 128, 256, 8, kpair=False, sfb_rows=False, grouped=False)  # M > 128
+    assert not pays(64, 128, 128, 8, kpair=True, sfb_rows=False, grouped=False)
+    assert not pays(64, 64, 64, 8, kpair=False, sfb_rows=True, grouped=False)
+    assert not pays(64, 64, 64, 8, kpair=False, sfb_rows=False, grouped=True)
+    assert not pays(64, 64, 64, 2, kpair=False, sfb_rows=False, grouped=False)  # one stage each
+    picks = {(m, n, k): heuristics.choose(m, n, k, H100_SMS).config
+             for m, n, k in ((1, 7168, 2048), (64, 7168, 2048), (128, 2112, 7168),
+                             (64, 4096, 7168), (128, 7168, 2048), (4096, 7168, 2048))}
+    for shape, cfg in picks.items():
+        expect = cfg.block_n in (64, 128) and cfg.block_m <= 128 and not cfg.kpair and shape[0] <= 128
+        assert cfg.inflight == expect, (shape, cfg)
+    assert picks[(64, 7168, 2048)].inflight and picks[(128, 2112, 7168)].inflight
+    assert not picks[(64, 4096, 7168)].inflight and not picks[(128, 7168, 2048)].inflight
+    # the score is not credited: the tile is the one chosen without the rule
+    assert "#define INFLIGHT 1" in codegen.gemm_source(picks[(64, 7168, 2048)]).code
+    masked = heuristics.choose(64, 7168, 2048, H100_SMS, grouped=True, masked=True).config
+    assert not masked.inflight
 
 
 def test_inflight_rules(monkeypatch):

@@ -119,6 +119,20 @@ def inflight_pays(dtype: str, block_m: int, stages: int) -> bool:
     return dtype == "bf16" and block_m <= 128 and stages >= 4
 
 
+def fp8_inflight_pays(block_m: int, block_n: int, m: int, stages: int, *, kpair: bool,
+                      sfb_rows: bool, grouped: bool) -> bool:
+    """FP8 1d2d dense tiles of one 64-row sub-tile per warpgroup keep two partial accumulators
+    (a K block's wgmma run while the previous block is promoted) where forced A/B on an H200
+    measured a gain (results/2026-11-21-h200-v22-inflight.txt): M <= 128 and tiles 64 or 128
+    columns wide, +1% to +6% on 19 of 24 problems (64 x 7168 x 2048 +4%, 128 x 2112 x 7168
+    +3-4%), -2% at 64 x 32768 x 512 and within 1% on the rest. Other widths lost up to 13%
+    (64 x 104, 64 x 32: -3.5% at 64 x 4096 x 7168), and 128 x 128 tiles at M = 4096 gained only
+    where K is short. Not scored: the model's ranking of the tiles stays as measured. The two
+    partials hold a stage each: a ring of 3 or more."""
+    return (m <= 128 and block_m <= 128 and block_n in (64, 128) and stages >= 3 and
+            not kpair and not sfb_rows and not grouped)
+
+
 def kpair_pays(dtype: str, block_m: int, m: int, grouped: bool) -> bool:
     """FP8 64-row tiles take their K blocks in turns of two warpgroups (kpair) where that
     measured faster: problems of two or more m-blocks, whose B tiles are read twice (the second
@@ -471,6 +485,8 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
                           multicast_problem(mc, block_m, block_n, m, n, num_sms,
                                             grouped or k_grouped))]
+            fp8_inflight = fp8_inflight_pays(block_m, block_n, m, stages, kpair=kpair,
+                                             sfb_rows=sfb_rows, grouped=grouped or k_grouped)
             for split in SPLITS:
                 if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
@@ -485,7 +501,9 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)
                     picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
-                                          inflight=inflight, multicast=mc)
+                                          inflight=inflight or (dtype == "fp8" and not mc and
+                                                                fp8_inflight),
+                                          multicast=mc)
                     # streaming: among configs at B's stream, the one with the most slack
                     tie = busy if stream else 0.0
                     scored.append(((ns, tie, waves, -block_n, block_m, split, mc), picked, units,
