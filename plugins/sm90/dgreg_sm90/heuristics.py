@@ -124,11 +124,12 @@ def fp8_inflight_pays(block_m: int, block_n: int, m: int, stages: int, *, kpair:
     """FP8 1d2d dense tiles of one 64-row sub-tile per warpgroup keep two partial accumulators
     (a K block's wgmma run while the previous block is promoted) where forced A/B on an H200
     measured a gain (results/2026-11-21-h200-v22-inflight.txt): M <= 128 and tiles 64 or 128
-    columns wide, +1% to +6% on 19 of 24 problems (64 x 7168 x 2048 +4%, 128 x 2112 x 7168
-    +3-4%), -2% at 64 x 32768 x 512 and within 1% on the rest. Other widths lost up to 13%
-    (64 x 104, 64 x 32: -3.5% at 64 x 4096 x 7168), and 128 x 128 tiles at M = 4096 gained only
-    where K is short. Not scored: the model's ranking of the tiles stays as measured. The two
-    partials hold a stage each: a ring of 3 or more."""
+    columns wide, geometric mean +2.1% and +2.3% over 24 problems in two runs, up to +6%
+    (64 x 7168 x 2048 +4%, 128 x 2112 x 7168 +3-4%), 64 x 32768 x 512 -2%, none other below
+    -1%. Other widths lost up to 13% (`-v22-mathco.txt`: 64 x 104, and 64 x 32 -3.5% at
+    64 x 4096 x 7168), and 128 x 128 tiles at M = 4096 gained only where K is short (v17).
+    Not scored: crediting it in `estimate_ns` moved 22 picks for -14% to +7%
+    (`-v22-credit.txt`). The two partials hold a stage each: a ring of 3 or more."""
     return (m <= 128 and block_m <= 128 and block_n in (64, 128) and stages >= 3 and
             not kpair and not sfb_rows and not grouped)
 
