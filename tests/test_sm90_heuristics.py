@@ -359,16 +359,21 @@ def test_fp8_inflight_for_small_m_tiles_of_64_or_128_columns():
     assert not pays(64, 64, 64, 8, kpair=False, sfb_rows=True, grouped=False)
     assert not pays(64, 64, 64, 8, kpair=False, sfb_rows=False, grouped=True)
     assert not pays(64, 64, 64, 2, kpair=False, sfb_rows=False, grouped=False)  # one stage each
-    picks = {(m, n, k): heuristics.choose(m, n, k, H100_SMS).config
+    picks = {(m, n, k): heuristics.choose(m, n, k, H100_SMS)
              for m, n, k in ((1, 7168, 2048), (64, 7168, 2048), (128, 2112, 7168),
                              (64, 4096, 7168), (128, 7168, 2048), (4096, 7168, 2048))}
-    for shape, cfg in picks.items():
-        expect = cfg.block_n in (64, 128) and cfg.block_m <= 128 and not cfg.kpair and shape[0] <= 128
-        assert cfg.inflight == expect, (shape, cfg)
-    assert picks[(64, 7168, 2048)].inflight and picks[(128, 2112, 7168)].inflight
-    assert not picks[(64, 4096, 7168)].inflight and not picks[(128, 7168, 2048)].inflight
-    # the score is not credited: the tile is the one chosen without the rule
-    assert "#define INFLIGHT 1" in codegen.gemm_source(picks[(64, 7168, 2048)]).code
+    # 64 x 64, 64 x 64 and 128 x 64 split 4 take it; 64 x 32, kpair 64 x 128 and 256 x 128 do not
+    assert [picks[s].config.inflight for s in picks] == [True, True, True, False, False, False]
+    assert "#define INFLIGHT 1" in codegen.gemm_source(picks[(64, 7168, 2048)].config).code
+    # not credited in the score: the prediction is the tile's without inflight
+    cfg = picks[(64, 7168, 2048)].config
+    plain, *_ = heuristics.estimate_ns(64, 7168, 2048, H100_SMS, cfg.block_m, cfg.block_n,
+                                       cfg.split_k, tma_store=True, stages=cfg.stages)
+    credited, *_ = heuristics.estimate_ns(64, 7168, 2048, H100_SMS, cfg.block_m, cfg.block_n,
+                                          cfg.split_k, tma_store=True, stages=cfg.stages,
+                                          inflight=True)
+    assert credited < plain
+    assert picks[(64, 7168, 2048)].figures["predicted_us"] == round(plain / 1e3, 2)
     masked = heuristics.choose(64, 7168, 2048, H100_SMS, grouped=True, masked=True).config
     assert not masked.inflight
 

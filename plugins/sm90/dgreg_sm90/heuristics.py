@@ -486,8 +486,9 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
             multicasts = [mc for mc in allowed_multicasts if not mc or (not kpair and not
                           multicast_problem(mc, block_m, block_n, m, n, num_sms,
                                             grouped or k_grouped))]
-            fp8_inflight = fp8_inflight_pays(block_m, block_n, m, stages, kpair=kpair,
-                                             sfb_rows=sfb_rows, grouped=grouped or k_grouped)
+            fp8_inflight = dtype == "fp8" and fp8_inflight_pays(
+                block_m, block_n, m, stages, kpair=kpair, sfb_rows=sfb_rows,
+                grouped=grouped or k_grouped)
             for split in SPLITS:
                 if split > 1 and (grouped or tiles * split > num_sms or 2 * split > k_blocks):
                     break
@@ -502,8 +503,7 @@ def choose(m: int, n: int, k: int, num_sms: int, smem_limit: int = SMEM_LIMIT,
                     # masked: the real tile count is only known on the device, use every SM
                     grid = _grid(units, num_sms, masked, 2 if mc else 1)
                     picked = attrs.evolve(config, stages=stages, num_sms=grid, split_k=split,
-                                          inflight=inflight or (dtype == "fp8" and not mc and
-                                                                fp8_inflight),
+                                          inflight=inflight or (fp8_inflight and not mc),
                                           multicast=mc)
                     # streaming: among configs at B's stream, the one with the most slack
                     tie = busy if stream else 0.0
