@@ -20,42 +20,33 @@ The default shapes are DeepGEMM's 12 dense shapes of M <= 128.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
 import torch
+from sm90_forced import write_json
 
 import dgreg
 from dgreg.bench import DEEPGEMM_H800, DENSE_SHAPES, _check, _prepare_fp8, fp8_calls, kernel_time_us
 
 
 def _builder(m: int, n: int, k: int) -> tuple[dict[str, Any], Any]:
-    """(holder, build): ``build()`` makes a new set of inputs as DeepGEMM's first test did
+    """(fresh, build): ``build()`` makes a new set of inputs as DeepGEMM's first test did
     (randn BF16, the BF16 product as its reference, per-token A and per-block B casts, the
-    A scales made MN-major) and puts them in ``holder``."""
-    holder: dict[str, Any] = {}
+    A scales made MN-major); ``fresh[lib]()`` calls that library on the latest set."""
+    calls: list[Any] = []
 
     def build() -> None:
         a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        holder["d"] = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-        holder["ref"] = a @ b.t()
-        holder["a8"], a_sf = dgreg.per_token_cast_to_fp8(a)
-        holder["b8"], holder["b_sf"] = dgreg.per_block_cast_to_fp8(b)
-        holder["a_sf"] = dgreg.get_mn_major_tma_aligned_tensor(a_sf)
+        d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+        ref = a @ b.t()  # DeepGEMM's reference, kept with the set as its test kept it
+        a8, a_sf = dgreg.per_token_cast_to_fp8(a)
+        b8, b_sf = dgreg.per_block_cast_to_fp8(b)
+        calls[:] = [*fp8_calls(a8, dgreg.get_mn_major_tma_aligned_tensor(a_sf), b8, b_sf, d), ref]
 
-    return holder, build
-
-
-def _fresh_calls(holder: dict[str, Any]) -> dict[str, Any]:
-    """The two libraries' calls on whatever inputs ``holder`` has at the time of the call."""
-    def call(which: int) -> Any:
-        return lambda: fp8_calls(holder["a8"], holder["a_sf"], holder["b8"], holder["b_sf"],
-                                 holder["d"])[which]()
-
-    return {"dgreg": call(0), "cuBLASLt": call(1)}
+    return {"dgreg": lambda: calls[0](), "cuBLASLt": lambda: calls[1]()}, build
 
 
 def _timed(what: str, fn: Any, fresh_fn: Any, build: Any, builder_kernels: set[str],
@@ -84,10 +75,9 @@ def measure(m: int, n: int, k: int) -> dict[str, Any]:
     calls["dgreg"]()
     row: dict[str, Any] = {"shape": [m, n, k], "calc_diff": _check(case["d"], case["ref"], "dgreg")}
     row["vendor_calc_diff"] = _check(calls["cuBLASLt"](), case.pop("ref"), "cuBLASLt")
-    holder, build = _builder(m, n, k)
+    fresh, build = _builder(m, n, k)
     build()
     builder_kernels = set(kernel_time_us(build, calls=1)[1])
-    fresh = _fresh_calls(holder)
     for lib, fn in calls.items():
         row[lib] = _timed(f"{lib} {m}x{n}x{k}", fn, fresh[lib], build, builder_kernels, flops)
     return row
@@ -116,10 +106,8 @@ def main() -> int:
         print(f"{shape[0]:>5} {shape[1]:>6} {shape[2]:>6} | {ours['flushed_tflops']:13.0f} "
               f"{ours['fresh_tflops']:6.0f} | {theirs['flushed_tflops']:16.0f} "
               f"{theirs['fresh_tflops']:6.0f} | {row['deepgemm_h800_tflops'] or '':>7}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"),
-                       "rows": rows}, f, indent=1)
+    write_json(args.json, {"device": torch.cuda.get_device_name(),
+                           "date": time.strftime("%Y-%m-%d"), "rows": rows})
     return 0
 
 

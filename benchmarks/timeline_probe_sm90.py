@@ -40,6 +40,11 @@ import dgreg
 _WAIT_FULL = ("                mbar_wait(bar_full + stage * 8, phase);\n"
               "                if constexpr (SFB_RING) {")
 _EXPECT = "mbar_arrive_expect_tx(full, w.valid ? STAGE_TX : SHARED_TX);"
+# the producer's K loop as the kernel spells it: the loop's head (indented by the caller), the
+# stage's full barrier, the wait for a free stage
+_K_LOOP = "for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {\n"
+_STAGE_FULL = "                    const uint32_t full = bar_full + stage * 8;\n"
+_WAIT_EMPTY = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
 _NOMATH = [(_WAIT_FULL, "                mbar_wait(bar_full + stage * 8, phase);\n"
             "                if (true) { release_stage(bar_empty, stage, lane);"
             " if (++stage == STAGES) { stage = 0; phase ^= 1; } continue; }\n"
@@ -64,7 +69,7 @@ _TRACE = [
      "        long long probe_wait = 0;\n        int probe_n = 0;\n"),
     ("        regs_dealloc<40>();\n",
      "        regs_dealloc<40>();\n        const unsigned long long probe_t2 = probe_gt();\n"),
-    ("                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n",
+    (_WAIT_EMPTY,
      "                    { if (probe_t3 == 0) probe_t3 = probe_gt(); const long long c_ = clock64();"
      " mbar_wait(bar_empty + stage * 8, phase ^ 1); probe_wait += clock64() - c_;"
      " if (probe_t4 == 0) probe_t4 = probe_gt(); }\n"),
@@ -100,7 +105,7 @@ def _burst(n: int) -> list[tuple[str, str]]:
     """burstN: the producer issues its stages in runs of N consecutive K blocks (at most half
     the ring): before the first of a run it waits until the run's last stage is free, so
     that the N loads of a B row's adjacent 128-byte pieces reach the memory system together."""
-    wait = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
+    wait = _WAIT_EMPTY
     return [(wait,
              f"                    constexpr int BURST_ = {n} < STAGES / 2 ? {n} : (STAGES / 2 > 0 ? STAGES / 2 : 1);\n"
              "                    if ((kb - w.kb_begin) % BURST_ == 0) {\n"
@@ -117,12 +122,12 @@ def _krot(consecutive: bool) -> list[tuple[str, str]]:
     stay correct (only the FP32 summation order changes)."""
     rot = ("(unit % (int)gridDim.x) % nb_" if consecutive else
            "(int)((long long)(unit % (int)gridDim.x) * nb_ / (int)gridDim.x)")
-    head = "for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {\n"
+    head = _K_LOOP
     def rotated(indent: str) -> str:
         return (f"for (int kb_i = w.kb_begin; kb_i < w.kb_end; ++kb_i) {{\n"
                 f"{indent}const int nb_ = w.kb_end - w.kb_begin;\n"
                 f"{indent}const int kb = w.kb_begin + (kb_i - w.kb_begin + {rot}) % nb_;\n")
-    producer = "                    const uint32_t full = bar_full + stage * 8;\n"
+    producer = _STAGE_FULL
     math = ("                if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {"
             "  // the other warpgroup's block\n")
     return [(head + producer, rotated(" " * 20) + producer),
@@ -157,8 +162,7 @@ def _prefetch(n: int, hinted: bool = False, with_a: bool = False) -> list[tuple[
     if with_a:
         one += (' asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];"'
                 ' :: "l"(&map_a), "r"(kq_ * BLOCK_K), "r"(w.m0) : "memory");')
-    loop = "                for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {\n"
-    head = "                    const uint32_t full = bar_full + stage * 8;\n"
+    loop, head = " " * 16 + _K_LOOP, _STAGE_FULL
     return [(loop + head,
              f"                if (w.valid) for (int p_ = 0; p_ < {n}; ++p_) {{ const int kq_ = "
              f"w.kb_begin + STAGES + p_; if (kq_ < w.kb_end) {{ {one} }} }}\n" + loop + head +
@@ -184,7 +188,7 @@ def _l2_prefetch(pf: int, ahead: bool = False, bulk: bool = False) -> list[tuple
     unit) instead of one ``prefetch.global.L2`` per 128-byte line. B's address and row stride
     come in the kernel's C arguments (dense BF16-D calls have no C; `_with_b_pointer`)."""
     lead = ("        if (threadIdx.x == MATH_THREADS) {\n        int stage = 0;\n")
-    wait = "                    mbar_wait(bar_empty + stage * 8, phase ^ 1);\n"
+    wait = _WAIT_EMPTY
     kq = "kb + STAGES" if ahead else "kb"
     body = _LINE_PREFETCHES
     if bulk:
@@ -330,8 +334,10 @@ def use(variant: str) -> None:
     promotion."""
     from dgreg.jit import tma
 
-    tma.tensor_map.__kwdefaults__["l2_promotion"] = _PROMOTION.get(variant, 256)
-    patches = [patch for part in variant.split("+") for patch in _variant_patches(part)]
+    parts = variant.split("+")
+    promotion = [_PROMOTION[part] for part in parts if part in _PROMOTION]
+    tma.tensor_map.__kwdefaults__["l2_promotion"] = promotion[-1] if promotion else 256
+    patches = [patch for part in parts for patch in _variant_patches(part)]
     patch_kernel(f"timeline probe variant {variant}", patches)
 
 
