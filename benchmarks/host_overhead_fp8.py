@@ -1,8 +1,9 @@
 """Host time per dgreg.gemm call of the sm90 FP8 kernel (GPU kept busy, so only the host is
 timed), with the same tensors every call, with a rotation of 16 tensor sets, and with new
 addresses every call (fresh TMA descriptors); the fast path's steps timed alone and added up
-one after another; and, for scale, the host time of ``torch._scaled_mm`` (block-wise scales)
-and of ``torch.mm`` on this host.
+one after another, and the route of calls whose arguments are not kept (build the call,
+pack, launch) for comparison; and, for scale, the host time of ``torch._scaled_mm``
+(block-wise scales) and of ``torch.mm`` on this host.
 
     DGREG_PLUGINS=sm90 python benchmarks/host_overhead_fp8.py
 """
@@ -36,15 +37,23 @@ def per_call_us(fn, calls: int = 400, repeats: int = 5) -> float:
 
 def fast_path(tensors):
     """dgreg.gemm's fast path for these tensors, taken apart: ``key(a8, b8, d, a_sf, b_sf)``
-    (the key it builds, checked against the cached entry), ``remake``, the plugin's ``pack``
-    and the ``launch`` (the runner is dispatch's ``run(call): launch(pack(call))``)."""
+    (the key it builds, checked against the cached entry), ``remake`` and ``runner`` (the
+    route of calls whose arguments are not kept: build the call, ``pack``, launch), ``repeat``
+    (the route of kept arguments: data pointers, then the plan's launcher) and the launcher's
+    own ``launch(prepared, stream)`` with the argument array it keeps for these tensors."""
     from dgreg import api, dispatch
+    from dgreg.jit.launch import raw_stream_getter
 
     a8, b8, d, a_sf, b_sf = tensors
     dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
-    (cached, (remake, runner)), = [(k, v) for k, v in api._FAST.items() if k[0] == "gemm"]
-    cells = dict(zip(runner.__code__.co_freevars, (c.cell_contents for c in runner.__closure__),
-                     strict=True))
+    dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)  # the launcher keeps these arguments
+    (cached, (remake, runner, repeat)), = [(k, v) for k, v in api._FAST.items() if k[0] == "gemm"]
+    if repeat is None:
+        raise RuntimeError("the sm90 plan keeps no arguments for these tensors")
+    launch_at = _cells(_cells(repeat)["launch_at"])
+    stream = raw_stream_getter()(a8.device.index)
+    prepared = launch_at["kept"][(a8.data_ptr(), b8.data_ptr(), d.data_ptr(), 0,
+                                  a_sf.data_ptr(), b_sf.data_ptr()), stream]
     sig, pin = api._sig, dispatch._pin
 
     def key(a8, b8, d, a_sf, b_sf):
@@ -53,21 +62,28 @@ def fast_path(tensors):
 
     if key(*tensors) != cached:
         raise RuntimeError("the timed key is not dgreg.gemm's: update fast_path's key")
-    return key, remake, cells["pack"], cells["launch"]
+    launch = launch_at["launch"]
+    return key, remake, runner, repeat, lambda: launch(prepared, stream)
+
+
+def _cells(fn) -> dict:
+    return dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__),
+                    strict=True))
 
 
 def breakdown(tensors) -> dict[str, float]:
     """Host time of each step of the cached fast path timed alone: building the call's key and
-    finding it, remaking the call from the tensors, the plugin's ``pack`` and the launch."""
+    finding it, the route of kept arguments (``repeat``) and its driver launch alone, and the
+    route calls with arguments not kept take (build the call, pack, launch)."""
     from dgreg import api
 
-    key, remake, pack, launch = fast_path(tensors)
+    key, remake, runner, repeat, launch = fast_path(tensors)
     a8, b8, d, a_sf, b_sf = tensors
-    call = remake(a8, b8, d, None, a_sf, b_sf)
-    args = pack(call)
     return {"key": per_call_us(lambda i: api._FAST.get(key(*tensors))),
-            "remake": per_call_us(lambda i: remake(a8, b8, d, None, a_sf, b_sf)),
-            "pack": per_call_us(lambda i: pack(call)), "launch": per_call_us(lambda i: launch(args))}
+            "repeat": per_call_us(lambda i: repeat(a8, b8, d, None, a_sf, b_sf)),
+            "(its launch alone)": per_call_us(lambda i: launch()),
+            "(remake, pack, launch instead)":
+                per_call_us(lambda i: runner(remake(a8, b8, d, None, a_sf, b_sf)))}
 
 
 def cumulative(sets, rotate: bool) -> dict[str, float]:
@@ -77,48 +93,31 @@ def cumulative(sets, rotate: bool) -> dict[str, float]:
     turn."""
     from dgreg import api
 
-    table, aligned = api._FAST, api._aligned
-    key, remake, pack, launch = fast_path(sets[0])
+    table = api._FAST
+    key, _remake, _runner, repeat, _launch = fast_path(sets[0])
     count = len(sets) if rotate else 1
+    for a8, b8, d, a_sf, b_sf in sets[:count]:  # the launcher keeps every set's arguments
+        repeat(a8, b8, d, None, a_sf, b_sf)
 
     def k(i):
         table.get(key(*sets[i % count]))
 
-    def ka(i):
+    def kp(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
         table.get(key(a8, b8, d, a_sf, b_sf))
-        aligned(a8, b8, d, None, a_sf, b_sf)
+        a8.data_ptr() | b8.data_ptr() | d.data_ptr() | a_sf.data_ptr() | b_sf.data_ptr()
 
-    def kar(i):
+    def kr(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
         table.get(key(a8, b8, d, a_sf, b_sf))
-        aligned(a8, b8, d, None, a_sf, b_sf)
-        remake(a8, b8, d, None, a_sf, b_sf)
-
-    def karp(i):
-        a8, b8, d, a_sf, b_sf = sets[i % count]
-        table.get(key(a8, b8, d, a_sf, b_sf))
-        aligned(a8, b8, d, None, a_sf, b_sf)
-        pack(remake(a8, b8, d, None, a_sf, b_sf))
-
-    def karpl(i):
-        a8, b8, d, a_sf, b_sf = sets[i % count]
-        table.get(key(a8, b8, d, a_sf, b_sf))
-        aligned(a8, b8, d, None, a_sf, b_sf)
-        launch(pack(remake(a8, b8, d, None, a_sf, b_sf)))
+        repeat(a8, b8, d, None, a_sf, b_sf)
 
     def whole(i):
         a8, b8, d, a_sf, b_sf = sets[i % count]
         dgreg.gemm(a8, b8, d, a_scale=a_sf, b_scale=b_sf)
 
-    packed = [pack(remake(a8, b8, d, None, a_sf, b_sf)) for a8, b8, d, a_sf, b_sf in sets]
-
-    def launch_only(i):
-        launch(packed[i % count])
-
-    return {"key": per_call_us(k), "+ aligned": per_call_us(ka), "+ remake": per_call_us(kar),
-            "+ pack": per_call_us(karp), "+ launch": per_call_us(karpl),
-            "dgreg.gemm": per_call_us(whole), "(launch alone)": per_call_us(launch_only)}
+    return {"key": per_call_us(k), "+ pointers": per_call_us(kp), "+ repeat": per_call_us(kr),
+            "dgreg.gemm": per_call_us(whole)}
 
 
 def vendor(m: int, n: int, k: int) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -45,7 +46,7 @@ __all__ = [
 _pin: contextvars.ContextVar[str | None] = contextvars.ContextVar("dgreg_pin", default=None)
 _num_sms: int | None = None
 _spec_cache: dict[tuple[Any, ...], tuple[tuple[Candidate, str | None], ...]] = {}
-_plan_cache: dict[tuple[Any, ...], tuple[Resolution, Any]] = {}
+_plan_cache: dict[tuple[Any, ...], tuple[Resolution, Any, Any]] = {}
 _warned: set[tuple[str, str]] = set()
 
 _kernels: dict[KernelKey, Any] = {}  # loaded JIT kernels of this process
@@ -308,8 +309,12 @@ def resolve(spec: GemmSpec, device: Device | None = None, problem: Problem | Non
     return Resolution(spec, device, problem, pin, tuple(decisions), choice, key, elsewhere)
 
 
-def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:
-    """The resolution for this call's (spec, problem, device) and the function that runs it."""
+def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any, Any]:
+    """The resolution for this call's (spec, problem, device), the function that runs it
+    (``runner(call)``), and None or, for a JIT kernel whose plugin marks its arguments
+    reusable, ``reuse(call)``: a launcher for repeats of calls with ``call``'s metadata, or None
+    when the plugin says that ``call``'s arguments are not reusable (see
+    :func:`_pointer_launcher`)."""
     device_type = call.a.device.type
     device = current_device(call.a.device)
     pin = _pin_of(plugin)
@@ -328,13 +333,15 @@ def _plan(call: Any, plugin: str | None) -> tuple[Resolution, Any]:
                     f"DGREG_STRICT=1 forbids the torch reference fallback for "
                     f"{call.spec.name} {call.problem!r}", plan)
             _warn_fallback(plan)
-        runner = plan.chosen.run if not plan.chosen.is_jit else _jit_runner(registry, plan, call)
-        planned = _plan_cache[key] = (plan, runner)
+        runner, reuse = (plan.chosen.run, None) if not plan.chosen.is_jit else \
+            _jit_runner(registry, plan, call)
+        planned = _plan_cache[key] = (plan, runner, reuse)
     return planned
 
 
-def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> Any:
-    """Build (or fetch) and load the kernel, and ask its plugin once how to launch it."""
+def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> tuple[Any, Any]:
+    """Build (or fetch) and load the kernel, and ask its plugin once how to launch it: the
+    runner, and ``reuse`` (see :func:`_plan`) or None."""
     from dgreg import jit
     from dgreg.jit.launch import LoadedKernel
 
@@ -362,7 +369,37 @@ def _jit_runner(registry: Registry, plan: Resolution, call: Any) -> Any:
     def run(call: Any) -> None:
         launch(pack(call))
 
-    return run
+    if spec_launch.reusable is None:
+        return run, None
+    return run, functools.partial(_pointer_launcher, kernel, spec_launch)
+
+
+def _pointer_launcher(kernel: Any, spec_launch: LaunchSpec, call: Any) -> Any:
+    """None when the plugin says ``call``'s arguments are not reusable; else
+    ``launch(pointers, make_call)`` for calls with ``call``'s metadata (dtypes, shapes,
+    strides, devices, options), which the caller checks: it packs ``make_call()`` once per
+    (``pointers``, current stream), keeps the argument array, and launches the kept one on
+    every repeat, calling no ``pack``. ``pointers`` must name every tensor's data pointer."""
+    from dgreg.jit.launch import raw_stream_getter
+
+    if not spec_launch.reusable(call):
+        return None
+    prepare, launch = kernel.bind_prepared(
+        spec_launch.grid, spec_launch.block, spec_launch.arg_types,
+        cluster=spec_launch.cluster, shared_mem=spec_launch.shared_mem)
+    pack, stream_of, device = spec_launch.pack, raw_stream_getter(), kernel.device
+    kept: dict[tuple[Any, int], Any] = {}
+
+    def launch_at(pointers: tuple[int, ...], make_call: Any) -> None:
+        stream = stream_of(device)
+        found = kept.get((pointers, stream))
+        if found is None:
+            if len(kept) >= 256:  # a few hundred tensor sets at most; then start again
+                kept.clear()
+            found = kept[pointers, stream] = prepare(pack(make_call()))
+        launch(found, stream)
+
+    return launch_at
 
 
 def _warn_fallback(plan: Resolution) -> None:
@@ -381,7 +418,7 @@ def _warn_fallback(plan: Resolution) -> None:
 
 def execute(call: Any, plugin: str | None = None) -> Any:
     """Resolve (cached) and run ``call``; returns ``call.d``."""
-    _, runner = _plan(call, plugin)
+    _, runner, _ = _plan(call, plugin)
     runner(call)
     return call.d
 

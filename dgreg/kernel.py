@@ -157,6 +157,12 @@ class LaunchSpec:
     calls ``pack`` and launches; it calls no hook. A tensor ``pack`` makes (a converted copy)
     must stay referenced until ``pack`` returns: torch's caching allocator may hand a block
     freed earlier to the next tensor ``pack`` makes, before the kernel that reads it is queued.
+
+    ``reusable(call)`` (optional) says whether ``pack``'s result for ``call`` is a function of
+    nothing but its tensors' data pointers and the current stream, for every call whose tensors
+    have the same dtypes, shapes, strides and devices (``pack`` makes no tensor for it). The
+    core then packs each such (pointers, stream) once, keeps the launch's argument array, and
+    relaunches it on repeats without calling ``pack``.
     """
 
     grid: tuple[int, int, int]
@@ -165,3 +171,4 @@ class LaunchSpec:
     arg_types: tuple[Any, ...] = ()
     cluster: tuple[int, int, int] = (1, 1, 1)
     shared_mem: int = 0
+    reusable: Callable[[Any], bool] | None = attrs.field(default=None, validator=_optional_callable)

@@ -349,3 +349,56 @@ def test_fallback_warning_once_per_device() -> None:
         warnings.simplefilter("always")
         dgreg.gemm(**kw)
     assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
+
+
+def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, monkeypatch):
+    """Where the plan's plugin marks its arguments reusable, a repeat of a gemm call hands the
+    launcher its tensors' data pointers and builds a call only for pointers it has not seen;
+    an allocated D, a C and a misaligned tensor take their own ways."""
+    from dgreg import api, dispatch, reference
+    from dgreg.errors import InvalidArgumentError
+
+    plan = dispatch._plan
+    seen, made = [], []
+
+    def with_reuse(call, plugin):
+        resolution, runner, _ = plan(call, plugin)
+        kept = {}
+
+        def launch_at(pointers, make_call):
+            seen.append(pointers)
+            if pointers not in kept:
+                kept[pointers] = make_call()
+                made.append(pointers)
+            reference.run(kept[pointers])
+
+        return resolution, runner, lambda first: launch_at
+
+    monkeypatch.setattr(dispatch, "_plan", with_reuse)
+    api._FAST.clear()
+    a, b = operand((M, 64), BF16), operand((N, 64), BF16, 1)
+    want = a.double() @ b.double().T
+    d = torch.empty(M, N, dtype=BF16)
+    for _ in range(3):
+        d.fill_(float("nan"))
+        assert dgreg.gemm(a, b, d) is d
+        assert dgreg.calc_diff(d, want) < 1e-5
+    assert seen == [(a.data_ptr(), b.data_ptr(), d.data_ptr(), 0, 0, 0)] * 2 and len(made) == 1
+    other = operand((M, 64), BF16, 7)
+    d.fill_(float("nan"))
+    dgreg.gemm(other, b, d)  # new pointers: a call is made
+    assert len(made) == 2 and dgreg.calc_diff(d, other.double() @ b.double().T) < 1e-5
+    fresh = [dgreg.gemm(a, b) for _ in range(3)]  # D allocated by the call
+    for out in fresh:
+        assert out.shape == (M, N) and out.dtype == BF16 and dgreg.calc_diff(out, want) < 1e-5
+    c = operand((M, N), FP32, 3)
+    for _ in range(2):
+        out = dgreg.gemm(a, b, c=c)
+        assert dgreg.calc_diff(out, want + c.double()) < 1e-5
+    assert seen[-1][3] == c.data_ptr()
+    before = len(seen)
+    shifted = torch.empty(M * N + 8, dtype=BF16)[1:M * N + 1].view(M, N)  # 2 bytes off
+    with pytest.raises(InvalidArgumentError, match="'d'"):
+        dgreg.gemm(a, b, shifted)
+    assert len(seen) == before  # the misaligned call never reached the launcher
+    api._FAST.clear()

@@ -217,3 +217,54 @@ def test_num_sms_limits_the_device_heuristics_see(make_registry):
             import dgreg.dispatch as dispatch
 
             dispatch._num_sms = None
+
+
+def test_pointer_launcher_packs_once_per_pointers_and_stream(monkeypatch):
+    """The launcher the core keeps for a plan whose plugin marks its arguments reusable:
+    ``make_call`` and ``pack`` run on the first launch at given data pointers on a given
+    stream only; repeats launch the kept array; a plugin's "not reusable" gives no launcher."""
+    import ctypes
+    from types import SimpleNamespace
+
+    from dgreg import dispatch
+    from dgreg.jit import launch as launch_module
+    from dgreg.kernel import LaunchSpec
+
+    stream = [3]
+    monkeypatch.setattr(launch_module, "raw_stream_getter", lambda: lambda device: stream[0])
+    launched, packed, bound = [], [], []
+
+    class Kernel:
+        device = 0
+
+        def bind_prepared(self, grid, block, arg_types, *, cluster, shared_mem):
+            bound.append((grid, block, arg_types, cluster, shared_mem))
+            return (lambda args: ("prepared", args)), \
+                (lambda prepared, s: launched.append((prepared, s)))
+
+    def pack(call):
+        packed.append(call)
+        return (call.x,)
+
+    spec = LaunchSpec(grid=(2, 1, 1), block=(32, 1, 1), pack=pack, arg_types=(ctypes.c_int,),
+                      cluster=(2, 1, 1), shared_mem=64, reusable=lambda call: call.x >= 0)
+    assert dispatch._pointer_launcher(Kernel(), spec, SimpleNamespace(x=-1)) is None
+    launch_at = dispatch._pointer_launcher(Kernel(), spec, SimpleNamespace(x=0))
+    assert bound == [((2, 1, 1), (32, 1, 1), (ctypes.c_int,), (2, 1, 1), 64)]
+    made = []
+
+    def make(x):
+        return lambda: made.append(x) or SimpleNamespace(x=x)
+
+    launch_at((16, 32), make(1))
+    launch_at((16, 32), make(2))  # a repeat: nothing made or packed
+    launch_at((16, 48), make(3))
+    stream[0] = 4
+    launch_at((16, 32), make(4))  # the same pointers on another stream
+    launch_at((16, 48), make(5))
+    stream[0] = 3
+    launch_at((16, 48), make(6))
+    assert made == [1, 3, 4, 5] and [c.x for c in packed] == made
+    assert launched == [(("prepared", (1,)), 3), (("prepared", (1,)), 3),
+                        (("prepared", (3,)), 3), (("prepared", (4,)), 4),
+                        (("prepared", (5,)), 4), (("prepared", (3,)), 3)]

@@ -312,3 +312,46 @@ def test_a_bound_launch_passes_config_scalars_and_object_addresses(monkeypatch):
     assert [(s["i64"], s["i32"]) for s in seen] == [(-(1 << 40), 7), (5, -2), (5, -2)]
     assert {(s["grid"], s["smem"], s["stream"], s["cluster"], s["function"]) for s in seen} == \
         {(6, 4096, 0x5001, (2, 1, 1), 0x77)}
+
+
+def test_a_prepared_launch_keeps_its_own_arguments_and_sets_only_the_stream(monkeypatch):
+    """``bind_prepared``: each prepared array holds its own scalars and object addresses (a
+    later ``prepare`` leaves an earlier one as it was), and a launch passes the array as
+    built with the stream it is given."""
+    import ctypes
+
+    from dgreg.jit import launch as launch_module
+    from dgreg.jit.launch import LoadedKernel, _LaunchAttribute, _LaunchConfig
+
+    seen = []
+
+    def fake_driver(config_ref, function, array_ref, extra):
+        cfg = _LaunchConfig.from_address(config_ref)
+        array = (ctypes.c_void_p * 3).from_address(array_ref)
+        cluster = tuple(_LaunchAttribute.from_address(cfg.attrs).cluster) if cfg.numAttrs else None
+        seen.append((cfg.gridDimX, cfg.sharedMemBytes, cfg.hStream, cluster, function,
+                     array[0], ctypes.c_longlong.from_address(array[1]).value,
+                     ctypes.c_int.from_address(array[2]).value))
+        return 0
+
+    class DriverObject:
+        def __init__(self, address):
+            self.address = address
+
+        def getPtr(self):
+            return self.address
+
+    monkeypatch.setattr(launch_module, "_driver_launch", lambda: fake_driver)
+    kernel = object.__new__(LoadedKernel)  # no GPU: only what bind_prepared reads
+    kernel._handle, kernel.device, kernel.entry, kernel.shared_mem = 0x77, 0, "toy", 1 << 20
+    prepare, launch = kernel.bind_prepared((6, 1, 1), (384, 1, 1),
+                                           (None, ctypes.c_longlong, ctypes.c_int),
+                                           cluster=(2, 1, 1), shared_mem=4096)
+    first = prepare((DriverObject(0x1000), -(1 << 40), 7))
+    second = prepare((DriverObject(0x2000), 5, -2))
+    launch(first, 0x5000)
+    launch(second, 0x6000)
+    launch(first, 0x6000)
+    assert seen == [(6, 4096, 0x5000, (2, 1, 1), 0x77, 0x1000, -(1 << 40), 7),
+                    (6, 4096, 0x6000, (2, 1, 1), 0x77, 0x2000, 5, -2),
+                    (6, 4096, 0x6000, (2, 1, 1), 0x77, 0x1000, -(1 << 40), 7)]

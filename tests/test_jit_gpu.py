@@ -78,6 +78,31 @@ def test_hot_path_calls_no_hook(toy):
     assert toy.launch_arg_calls == calls
 
 
+@pytest.mark.parametrize("reusable", [True, False])
+def test_repeats_pack_once_per_address_and_stream(toy, reusable):
+    """With arguments marked reusable, repeats at data pointers seen before on the same stream
+    launch the kept arguments (no pack); rotating tensor sets and a side stream stay correct.
+    Unmarked, every call packs."""
+    toy.reusable = reusable
+    sets = [(torch.randn(72, 64, device="cuda", dtype=torch.bfloat16),
+             torch.randn(40, 64, device="cuda", dtype=torch.bfloat16),
+             torch.empty(72, 40, device="cuda", dtype=torch.bfloat16)) for _ in range(3)]
+    side = torch.cuda.Stream()
+    calls = 0
+    for _ in range(3):
+        for stream in (torch.cuda.current_stream(), side):
+            with torch.cuda.stream(stream):
+                for a, b, d in sets:
+                    d.fill_(float("nan"))
+                    dgreg.gemm(a, b, d)
+                    calls += 1
+                    stream.synchronize()
+                    assert dgreg.calc_diff(d, a.double() @ b.double().T) < 1e-5
+                    assert not d.isnan().any()
+    # the first call runs through the planner's runner, then one pack per (set, stream)
+    assert toy.packed == (1 + 3 * 2 if reusable else calls)
+
+
 def test_graph_capture_and_replay(toy):
     a = torch.randn(96, 128, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(80, 128, device="cuda", dtype=torch.bfloat16)

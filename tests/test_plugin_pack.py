@@ -91,11 +91,12 @@ def test_pack_gives_every_kernel_argument_and_caches_its_maps(plugin, device, st
     assert packed >= 50, f"only {packed} {plugin} cases packed"
 
 
-def test_sm90_dense_pack_reuses_arguments_per_address_and_never_over_a_copy(stub_driver,
-                                                                           monkeypatch):
-    """A dense call whose operands are used as they are gets the arguments of the last call at
-    the same addresses (and, split, on the same stream) back; other addresses, another stream or
-    an operand the call must copy first (MN-major A) pack anew."""
+def test_sm90_dense_arguments_are_reusable_unless_the_call_makes_a_tensor(stub_driver,
+                                                                          monkeypatch):
+    """A dense call whose operands are used as they are is marked reusable: its arguments
+    follow its addresses (and, split, the stream's workspace). An operand the call must copy
+    first (MN-major A), A scales in another layout, or packed UE8M0 scales are not, and the
+    arguments are over the copy."""
     pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
     from types import SimpleNamespace
 
@@ -120,21 +121,27 @@ def test_sm90_dense_pack_reuses_arguments_per_address_and_never_over_a_copy(stub
     d = torch.empty(m, n, dtype=torch.bfloat16)
     sfa, sfb = torch.ones(k // 128, m).t(), torch.ones(n // 128, k // 128)
     call = SimpleNamespace(a=a, b=b, d=d, c=None, a_scale=sfa, b_scale=sfb)
+    assert spec.reusable(call)
     first = spec.pack(call)
-    assert spec.pack(call) is first
     d_slot = 9  # D's address (see ARG_TYPES)
-    assert first[d_slot] == d.data_ptr()
+    assert first[d_slot] == d.data_ptr() and first[4][0] == d.data_ptr()  # and D's store map
     other_d = torch.empty_like(d)
     moved = spec.pack(SimpleNamespace(**{**vars(call), "d": other_d}))
-    assert moved is not first and moved[d_slot] == other_d.data_ptr()
-    assert moved[:4] == first[:4] and moved[4][0] == other_d.data_ptr()  # D's store map
+    assert moved[d_slot] == other_d.data_ptr() and moved[4][0] == other_d.data_ptr()
+    assert moved[:4] == first[:4]
     stream[0] = 7  # split-K partials live in the stream's own workspace
     on_seven = spec.pack(call)
-    assert on_seven is not first and on_seven[-2] == spaces[7][0].data_ptr() != first[-2]
+    assert on_seven[-2] == spaces[7][0].data_ptr() != first[-2]
     mn_major = SimpleNamespace(**{**vars(call), "a": torch.zeros(k, m, dtype=fp8).t()})
-    once, twice = spec.pack(mn_major), spec.pack(mn_major)
-    assert once is not twice and len(copies) == 2
-    assert twice[0][0] == copies[-1].data_ptr()  # A's map is over this call's copy
+    assert not spec.reusable(mn_major)
+    for made in (1, 2):  # each call copies A, and A's map is over this call's copy
+        assert spec.pack(mn_major)[0][0] == copies[-1].data_ptr() and len(copies) == made
+    assert not spec.reusable(SimpleNamespace(**{**vars(call), "a_scale": sfa.contiguous()}))
+    ue8m0 = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132), m, n, k, ue8m0=True)
+    assert not ue8m0.reusable(call)
+    grouped = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132, masked=True), m, n, k,
+                                      groups=2)
+    assert grouped.reusable is None
 
 
 @pytest.mark.parametrize(("block_n", "n", "width", "d_tma", "box", "swizzle"), [
@@ -148,8 +155,8 @@ def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkey
                                                              n, width, d_tma, box, swizzle):
     """The kernel's ``d_tma`` argument and D's map: TMA stores write whole 16-byte units, so
     a BF16 D with N not a multiple of 8 is written by the threads (the map slot then holds a
-    placeholder the kernel never reads). The dense argument cache tells a row-padded D from a
-    packed one at the same address."""
+    placeholder the kernel never reads). A row-padded D and a packed one at the same address
+    get their own row strides."""
     pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
     from types import SimpleNamespace
 
@@ -171,6 +178,5 @@ def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkey
     else:
         assert args[4] is args[0]  # A's map stands in
     packed = SimpleNamespace(**{**vars(call), "d": storage.view(-1)[:m * n].view(m, n)})
-    if width != n:  # same address, other row stride: packed anew
-        again = spec.pack(packed)
-        assert again is not args and again[10] == n  # ldd
+    if width != n:  # same address, other row stride
+        assert spec.pack(packed)[10] == n  # ldd

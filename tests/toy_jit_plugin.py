@@ -46,7 +46,7 @@ def _supports(spec, device) -> str | None:
     return None
 
 
-def _pack(call) -> tuple:
+def _args(call) -> tuple:
     p = call.problem
     return (call.a.data_ptr(), call.b.data_ptr(), call.d.data_ptr(), p.m, p.n, p.k,
             call.a.stride(0), call.b.stride(0), call.d.stride(0))
@@ -61,6 +61,8 @@ class ToyJitPlugin:
         self.arch = arch
         self.source_calls = 0
         self.launch_arg_calls = 0
+        self.packed = 0  # pack calls
+        self.reusable = True  # marks its arguments reusable (LaunchSpec.reusable)
 
     @hookimpl
     def dgreg_api_version(self) -> int:
@@ -91,5 +93,10 @@ class ToyJitPlugin:
             return None
         self.launch_arg_calls += 1
         p, t = call.problem, config.tile
-        return LaunchSpec(grid=(-(-p.n // t), -(-p.m // t), 1), block=(t, t, 1), pack=_pack,
-                          arg_types=_ARG_TYPES)
+        def pack(call) -> tuple:
+            self.packed += 1
+            return _args(call)
+
+        return LaunchSpec(grid=(-(-p.n // t), -(-p.m // t), 1), block=(t, t, 1), pack=pack,
+                          arg_types=_ARG_TYPES,
+                          reusable=(lambda call: True) if self.reusable else None)

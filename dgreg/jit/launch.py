@@ -8,6 +8,11 @@ H200 that took the launch from 5.1 to 4.0 us of host time, and a whole FP8 call 
 is 10. cuda.core's launcher would add a layer without helping: it cannot raise the dynamic
 shared-memory limit, which every GEMM kernel here needs.
 
+Two ways to launch a bound kernel: ``bind`` writes each call's arguments into one argument
+array per thread; ``bind_prepared`` builds an array once per argument tuple, for callers that
+keep arrays for arguments that repeat (the core does, per data pointers, for plugins that mark
+their arguments reusable), and then only sets the stream.
+
 Kernels launch on torch's current stream, in torch's primary context.
 """
 
@@ -85,24 +90,9 @@ class LoadedKernel:
         for all; a call writes them with one ``struct.pack_into``, and a driver object's
         address into the array only when the call passes another object than the last one.
         """
-        config = _LaunchConfig()
-        config.gridDimX, config.gridDimY, config.gridDimZ = grid
-        config.blockDimX, config.blockDimY, config.blockDimZ = block
-        config.sharedMemBytes = shared_mem
-        attrs = None
-        if tuple(cluster) != (1, 1, 1):
-            attrs = _LaunchAttribute()
-            attrs.id = _CLUSTER_DIMENSION
-            attrs.cluster[:] = tuple(cluster)
-            config.attrs = ctypes.addressof(attrs)
-            config.numAttrs = 1
-        count = max(len(arg_types), 1)
-        values = ctypes.create_string_buffer(8 * count)
-        array = (ctypes.c_void_p * count)()
-        for i, t in enumerate(arg_types):
-            if t is not None:
-                array[i] = ctypes.addressof(values) + 8 * i
-        return _LaunchState(config, attrs, values, array, [None] * count)
+        config, attrs, _ = _new_config(grid, block, cluster, shared_mem)
+        values, array = _new_arguments(arg_types)
+        return _LaunchState(config, attrs, values, array, [None] * len(array))
 
     def bind(self, grid: Sequence[int], block: Sequence[int], arg_types: Sequence[Any], *,
              cluster: Sequence[int] = (1, 1, 1), shared_mem: int = 0) -> Any:
@@ -141,6 +131,44 @@ class LoadedKernel:
                                  f"cluster={cluster} smem={shared_mem}")
 
         return launch
+
+    def bind_prepared(self, grid: Sequence[int], block: Sequence[int], arg_types: Sequence[Any],
+                      *, cluster: Sequence[int] = (1, 1, 1), shared_mem: int = 0) -> Any:
+        """``(prepare, launch)`` for one launch shape, for arguments that repeat.
+
+        ``prepare(args)`` builds the kernel's argument array for ``args`` once (a value buffer
+        of its own, driver objects by address, kept referenced); ``launch(prepared, stream)``
+        launches it on ``stream`` (a ``cudaStream_t`` as an int) and only sets the stream in
+        this thread's launch config. Prepared arrays are never written again, so threads may
+        share them.
+        """
+        grid, block, cluster = tuple(grid), tuple(block), tuple(cluster)
+        arg_types = tuple(arg_types)
+        self.ensure_shared_mem(shared_mem)
+        fmt, objects, first, last = _arg_layout(arg_types)
+        local = threading.local()
+        launch_ex, function = _driver_launch(), self._handle
+
+        def prepare(args: Sequence[Any]) -> _Prepared:
+            values, array = _new_arguments(arg_types)
+            if fmt:
+                struct.pack_into(fmt, values, 8 * first, *args[first:last])
+            kept = tuple(args[i] for i in objects)
+            for i, obj in zip(objects, kept, strict=True):
+                array[i] = obj.getPtr()
+            return _Prepared(values, array, kept)
+
+        def launch(prepared: _Prepared, stream: int) -> None:
+            config = getattr(local, "config", None)
+            if config is None:
+                config = local.config = _new_config(grid, block, cluster, shared_mem)
+            config[0].hStream = stream
+            err = launch_ex(config[2], function, prepared.array_ref, None)
+            if err:
+                self._raise(err, f"launching {self.entry} grid={grid} block={block} "
+                                 f"cluster={cluster} smem={shared_mem}")
+
+        return prepare, launch
 
     def _raise(self, err: int, what: str) -> None:
         check((self._cu.CUresult(err),), what)
@@ -187,6 +215,45 @@ class _LaunchState:
         self.objects = objects
         self.config_ref = ctypes.addressof(config)
         self.array_ref = ctypes.addressof(array)
+
+
+class _Prepared:
+    """A kernel argument array built once for one argument tuple (see ``bind_prepared``)."""
+
+    __slots__ = ("array", "array_ref", "kept", "values")
+
+    def __init__(self, values: Any, array: Any, kept: tuple[Any, ...]) -> None:
+        self.values, self.array, self.kept = values, array, kept  # kept: the driver objects
+        self.array_ref = ctypes.addressof(array)
+
+
+def _new_config(grid: Sequence[int], block: Sequence[int], cluster: Sequence[int],
+                shared_mem: int) -> tuple[_LaunchConfig, Any, int]:
+    """A ``CUlaunchConfig`` (with its cluster attribute, kept with it) and its address."""
+    config = _LaunchConfig()
+    config.gridDimX, config.gridDimY, config.gridDimZ = grid
+    config.blockDimX, config.blockDimY, config.blockDimZ = block
+    config.sharedMemBytes = shared_mem
+    attrs = None
+    if tuple(cluster) != (1, 1, 1):
+        attrs = _LaunchAttribute()
+        attrs.id = _CLUSTER_DIMENSION
+        attrs.cluster[:] = tuple(cluster)
+        config.attrs = ctypes.addressof(attrs)
+        config.numAttrs = 1
+    return config, attrs, ctypes.addressof(config)
+
+
+def _new_arguments(arg_types: Sequence[Any]) -> tuple[Any, Any]:
+    """An 8-byte slot per argument and a ``void*[]`` array pointing at the scalars' slots
+    (a driver object's entry is written by the caller)."""
+    count = max(len(arg_types), 1)
+    values = ctypes.create_string_buffer(8 * count)
+    array = (ctypes.c_void_p * count)()
+    for i, t in enumerate(arg_types):
+        if t is not None:
+            array[i] = ctypes.addressof(values) + 8 * i
+    return values, array
 
 
 _FORMATS = {ctypes.c_void_p: "Q", ctypes.c_longlong: "q", ctypes.c_int64: "q",
