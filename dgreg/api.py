@@ -64,7 +64,7 @@ def _run(call: GemmCall, plugin: str | None, key: Any = None,
     runner(call)
     if key is not None and remake is not None:
         launcher = reuse(call) if reuse is not None and repeat_with is not None else None
-        _FAST[key] = (remake, runner, launcher and repeat_with(launcher))
+        _FAST[key] = (remake, runner, None if launcher is None else repeat_with(launcher))
     return call.d
 
 

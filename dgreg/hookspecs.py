@@ -125,8 +125,10 @@ def dgreg_launch_args(candidate: Candidate, config: Any, call: GemmCall) -> Laun
 
     firstresult; called once per planned (spec, problem, device), not per call: the returned
     :class:`LaunchSpec` holds the grid, block, cluster and dynamic shared memory, plus a
-    ``pack(call)`` function the hot path calls on every call to produce the kernel arguments
-    (pointers, sizes, TMA descriptors). Return ``None`` if ``candidate`` is not yours.
+    ``pack(call)`` function the hot path calls to produce the kernel arguments (pointers,
+    sizes, TMA descriptors), and optionally ``reusable(call)``: where it says the arguments
+    depend on the tensors' data pointers and the stream alone, the core packs each such set
+    once and relaunches the kept arguments. Return ``None`` if ``candidate`` is not yours.
     """
 
 

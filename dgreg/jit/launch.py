@@ -127,8 +127,7 @@ class LoadedKernel:
                     seen[i] = obj
             err = launch_ex(state.config_ref, function, state.array_ref, None)
             if err:
-                self._raise(err, f"launching {self.entry} grid={grid} block={block} "
-                                 f"cluster={cluster} smem={shared_mem}")
+                self._launch_failed(err, grid, block, cluster, shared_mem)
 
         return launch
 
@@ -165,13 +164,14 @@ class LoadedKernel:
             config[0].hStream = stream
             err = launch_ex(config[2], function, prepared.array_ref, None)
             if err:
-                self._raise(err, f"launching {self.entry} grid={grid} block={block} "
-                                 f"cluster={cluster} smem={shared_mem}")
+                self._launch_failed(err, grid, block, cluster, shared_mem)
 
         return prepare, launch
 
-    def _raise(self, err: int, what: str) -> None:
-        check((self._cu.CUresult(err),), what)
+    def _launch_failed(self, err: int, grid: tuple[int, ...], block: tuple[int, ...],
+                       cluster: tuple[int, ...], shared_mem: int) -> None:
+        check((self._cu.CUresult(err),), f"launching {self.entry} grid={grid} block={block} "
+                                         f"cluster={cluster} smem={shared_mem}")
 
     def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
                arg_types: Sequence[Any], *, cluster: Sequence[int] = (1, 1, 1),
