@@ -158,7 +158,7 @@ class LoadedKernel:
             return _Prepared(values, array, kept)
 
         def launch(prepared: _Prepared, stream: int) -> None:
-            config = getattr(local, "config", None)
+            config = getattr(local, "config", None)  # (CUlaunchConfig, its attrs, its address)
             if config is None:
                 config = local.config = _new_config(grid, block, cluster, shared_mem)
             config[0].hStream = stream
