@@ -28,10 +28,12 @@ def main() -> int:
         rows = list(csv.reader(io.StringIO(body)))
         header, data = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
         src, samples = header.index("Source"), header.index("Warp Stall Sampling (All Samples)")
-        total = sum(float(r[samples] or 0) for r in data)
+        counted = sorted(((float(r[samples] or 0), r[src].strip()) for r in data),
+                         key=lambda c: -c[0])  # stable: ties keep the source order
+        total = sum(count for count, _ in counted)
         print(f"kernel {number} {name.strip(', ')}: {len(data)} instructions, {total:.0f} samples")
-        for r in sorted(data, key=lambda r: -float(r[samples] or 0))[:args.top]:
-            print(f"  {float(r[samples] or 0) / total * 100:5.1f}%  {r[src].strip()[:100]}")
+        for count, text in counted[:args.top]:
+            print(f"  {count / total * 100:5.1f}%  {text[:100]}")
     return 0
 
 

@@ -270,10 +270,20 @@ def test_launch_config_structs_match_the_driver_abi():
     assert ctypes.sizeof(_LaunchAttribute) == 72 and _LaunchAttribute.cluster.offset == 8
 
 
-def test_a_bound_launch_passes_config_scalars_and_object_addresses(monkeypatch):
-    """The ctypes launch with the driver replaced by a recorder: grid, cluster and stream in
-    the config, scalars in their slots, and each driver object's address, rewritten only
-    when a call passes another object."""
+class _DriverObject:
+    """Stands in for a cuda-bindings driver object (a ``CUtensorMap``): an address."""
+
+    def __init__(self, address):
+        self.address = address
+
+    def getPtr(self):
+        return self.address
+
+
+def _recording_driver(monkeypatch, arg_types):
+    """(seen, kernel): the driver's launch replaced by a recorder of each launch's config and
+    arguments (driver objects' addresses, scalars' values), and a kernel without a GPU that
+    has only what binding reads."""
     import ctypes
 
     from dgreg.jit import launch as launch_module
@@ -283,33 +293,39 @@ def test_a_bound_launch_passes_config_scalars_and_object_addresses(monkeypatch):
 
     def fake_driver(config_ref, function, array_ref, extra):
         cfg = _LaunchConfig.from_address(config_ref)
-        array = (ctypes.c_void_p * 4).from_address(array_ref)
+        array = (ctypes.c_void_p * len(arg_types)).from_address(array_ref)
         cluster = tuple(_LaunchAttribute.from_address(cfg.attrs).cluster) if cfg.numAttrs else None
+        args = tuple(array[i] if t is None else t.from_address(array[i]).value
+                     for i, t in enumerate(arg_types))
         seen.append({"grid": cfg.gridDimX, "smem": cfg.sharedMemBytes, "stream": cfg.hStream,
-                     "cluster": cluster, "function": function, "objects": (array[0], array[1]),
-                     "i64": ctypes.c_longlong.from_address(array[2]).value,
-                     "i32": ctypes.c_int.from_address(array[3]).value})
+                     "cluster": cluster, "function": function, "args": args})
         return 0
 
-    class DriverObject:
-        def __init__(self, address):
-            self.address = address
-
-        def getPtr(self):
-            return self.address
-
     monkeypatch.setattr(launch_module, "_driver_launch", lambda: fake_driver)
+    kernel = object.__new__(LoadedKernel)
+    kernel._handle, kernel.entry, kernel.shared_mem = 0x77, "toy", 1 << 20
+    return seen, kernel
+
+
+def test_a_bound_launch_passes_config_scalars_and_object_addresses(monkeypatch):
+    """The ctypes launch with the driver replaced by a recorder: grid, cluster and stream in
+    the config, scalars in their slots, and each driver object's address, rewritten only
+    when a call passes another object."""
+    import ctypes
+
+    from dgreg.jit import launch as launch_module
+
+    types = (None, None, ctypes.c_longlong, ctypes.c_int)
+    seen, kernel = _recording_driver(monkeypatch, types)
     monkeypatch.setattr(launch_module, "raw_stream_getter", lambda: lambda device: 0x5000 + device)
-    kernel = object.__new__(LoadedKernel)  # no GPU: only what bind reads
-    kernel._handle, kernel.device, kernel.entry, kernel.shared_mem = 0x77, 1, "toy", 1 << 20
-    launch = kernel.bind((6, 1, 1), (384, 1, 1), (None, None, ctypes.c_longlong, ctypes.c_int),
-                         cluster=(2, 1, 1), shared_mem=4096)
-    first, second, third = DriverObject(0x1000), DriverObject(0x2000), DriverObject(0x3000)
+    kernel.device = 1
+    launch = kernel.bind((6, 1, 1), (384, 1, 1), types, cluster=(2, 1, 1), shared_mem=4096)
+    first, second, third = _DriverObject(0x1000), _DriverObject(0x2000), _DriverObject(0x3000)
     launch((first, second, -(1 << 40), 7))
     launch((first, second, 5, -2))
     launch((first, third, 5, -2))
-    assert [s["objects"] for s in seen] == [(0x1000, 0x2000), (0x1000, 0x2000), (0x1000, 0x3000)]
-    assert [(s["i64"], s["i32"]) for s in seen] == [(-(1 << 40), 7), (5, -2), (5, -2)]
+    assert [s["args"][:2] for s in seen] == [(0x1000, 0x2000), (0x1000, 0x2000), (0x1000, 0x3000)]
+    assert [s["args"][2:] for s in seen] == [(-(1 << 40), 7), (5, -2), (5, -2)]
     assert {(s["grid"], s["smem"], s["stream"], s["cluster"], s["function"]) for s in seen} == \
         {(6, 4096, 0x5001, (2, 1, 1), 0x77)}
 
@@ -320,38 +336,18 @@ def test_a_prepared_launch_keeps_its_own_arguments_and_sets_only_the_stream(monk
     built with the stream it is given."""
     import ctypes
 
-    from dgreg.jit import launch as launch_module
-    from dgreg.jit.launch import LoadedKernel, _LaunchAttribute, _LaunchConfig
-
-    seen = []
-
-    def fake_driver(config_ref, function, array_ref, extra):
-        cfg = _LaunchConfig.from_address(config_ref)
-        array = (ctypes.c_void_p * 3).from_address(array_ref)
-        cluster = tuple(_LaunchAttribute.from_address(cfg.attrs).cluster) if cfg.numAttrs else None
-        seen.append((cfg.gridDimX, cfg.sharedMemBytes, cfg.hStream, cluster, function,
-                     array[0], ctypes.c_longlong.from_address(array[1]).value,
-                     ctypes.c_int.from_address(array[2]).value))
-        return 0
-
-    class DriverObject:
-        def __init__(self, address):
-            self.address = address
-
-        def getPtr(self):
-            return self.address
-
-    monkeypatch.setattr(launch_module, "_driver_launch", lambda: fake_driver)
-    kernel = object.__new__(LoadedKernel)  # no GPU: only what bind_prepared reads
-    kernel._handle, kernel.device, kernel.entry, kernel.shared_mem = 0x77, 0, "toy", 1 << 20
-    prepare, launch = kernel.bind_prepared((6, 1, 1), (384, 1, 1),
-                                           (None, ctypes.c_longlong, ctypes.c_int),
-                                           cluster=(2, 1, 1), shared_mem=4096)
-    first = prepare((DriverObject(0x1000), -(1 << 40), 7))
-    second = prepare((DriverObject(0x2000), 5, -2))
+    types = (None, ctypes.c_longlong, ctypes.c_int)
+    recorded, kernel = _recording_driver(monkeypatch, types)
+    kernel.device = 0
+    prepare, launch = kernel.bind_prepared((6, 1, 1), (384, 1, 1), types, cluster=(2, 1, 1),
+                                           shared_mem=4096)
+    first = prepare((_DriverObject(0x1000), -(1 << 40), 7))
+    second = prepare((_DriverObject(0x2000), 5, -2))
     launch(first, 0x5000)
     launch(second, 0x6000)
     launch(first, 0x6000)
+    seen = [(s["grid"], s["smem"], s["stream"], s["cluster"], s["function"], *s["args"])
+            for s in recorded]
     assert seen == [(6, 4096, 0x5000, (2, 1, 1), 0x77, 0x1000, -(1 << 40), 7),
                     (6, 4096, 0x6000, (2, 1, 1), 0x77, 0x2000, 5, -2),
                     (6, 4096, 0x6000, (2, 1, 1), 0x77, 0x1000, -(1 << 40), 7)]
