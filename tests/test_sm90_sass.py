@@ -167,10 +167,14 @@ def test_staged_epilogues_store_tiles_of_every_width_through_the_tma(cfg, stores
     """A BF16 D without C leaves through TMA stores whatever block_n is: one unswizzled box
     per tile, or one per 64-column swizzled chunk; FP32 D is stored from registers. M-grouped
     kernels keep the threads' 16-byte stores for tiles with rows that must stay untouched;
-    every staged kernel keeps 4-byte stores for a D whose rows are not 16-byte aligned."""
+    every staged kernel keeps 4-byte stores for a D whose rows are not 16-byte aligned. The
+    tile is staged by stmatrix: per 64-row sub-tile, one x4 per two 8-column chunks and an x2
+    for an odd last one."""
     sass = _sass(cfg, tmp_path)
     lines = sass.splitlines()
     assert sum("UTMASTG" in line for line in lines) == stores, cfg
+    staged = summarize(sass).count("STSM")
+    assert staged == (cfg.m_sub * ((cfg.block_n // 8 + 1) // 2) if stores else 0), staged
     if stores:
         assert any("STG.E " in line for line in lines), "no 4-byte stores for unaligned rows"
         wide = any("STG.E.128 " in line for line in lines)

@@ -52,10 +52,10 @@
 // partial tile to `workspace`, and the last unit to finish a tile (per-tile counters, which
 // that unit resets to 0) adds the others' partials and writes the tile.
 //
-// Epilogues: a BF16 D without C is staged in shared memory and TMA-stored, overlapped with the
-// next tile, when N is a multiple of 8 (`d_tma`; TMA stores write whole 16-byte units, and
-// D's rows are then 16-byte aligned); M-grouped kernels do so for tiles whose rows are all
-// written (MIXED_STORE). Other tiles are written from the same staging by coalesced 16-byte
+// Epilogues: a BF16 D without C is staged in shared memory (stmatrix) and TMA-stored,
+// overlapped with the next tile, when N is a multiple of 8 (`d_tma`; TMA stores write whole
+// 16-byte units, and D's rows are then 16-byte aligned); M-grouped kernels do so for tiles
+// whose rows are all written (MIXED_STORE). Other tiles are written from the same staging by coalesced 16-byte
 // stores of the written rows only (4- or 2-byte ones when N is not a multiple of 8). FP32 D,
 // or an accumulator C: each thread adds C and stores its own pairs of columns.
 //
@@ -115,10 +115,10 @@ constexpr uint32_t OFF_SFB = OFF_SFA + STAGES * SFA_BYTES;
 // asynchronously (overlapped with the next tile), or, where the TMA may not store it, by the
 // threads with coalesced 16-byte stores of the rows they own. One staging layout serves both:
 // with BLOCK_N a multiple of 64, 64-column chunks under the 128B swizzle (the 16-byte unit u of
-// row r sits at u ^ (r % 8), so the 8 rows a warp writes at once hit different banks), one
+// row r sits at u ^ (r % 8), so the 8 rows of one stmatrix matrix hit different banks), one
 // TMA box per chunk; otherwise the rows packed back to back, one box for the tile (the 8 rows
-// of a warp's write start 2 * BLOCK_N bytes apart: no bank conflict when BLOCK_N / 8 is odd,
-// 2- or 4-way ones otherwise). FP32 output or an accumulator C go straight from registers.
+// of a matrix start 2 * BLOCK_N bytes apart: no bank conflict when BLOCK_N / 8 is odd, 2- or
+// 4-way ones otherwise). FP32 output or an accumulator C go straight from registers.
 constexpr bool EPI_DIRECT = OUT_F32 || WITH_C;
 constexpr bool D_SWIZZLED = BLOCK_N % 64 == 0;
 // Tiles the TMA may store: all, if N is a multiple of 8 (`d_tma`, a launch argument);
@@ -207,6 +207,11 @@ __device__ __forceinline__ void store_pair(float* p, float x, float y) {
 }
 __device__ __forceinline__ void store_pair(__nv_bfloat16* p, float x, float y) {
     *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+}
+// two floats as the bits of a BF16 pair, the first in the low half (the lower address)
+__device__ __forceinline__ uint32_t bf16x2_bits(float x, float y) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<const uint32_t*>(&v);
 }
 __device__ __forceinline__ void store_one(float* p, float x) { *p = x; }
 __device__ __forceinline__ void store_one(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
@@ -779,15 +784,26 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             // the previous tile's TMA store, or its threads' stores, must have read the staging
             if (threadIdx.x == 0) tma_store_wait_read();
             named_barrier(1, EPI_THREADS);
+            // stmatrix: each staged 16-byte unit is one 8-element row of an 8x8 matrix. An x4
+            // writes the warp's 16 rows of two 8-column chunks (matrices: chunk j rows 0-7,
+            // rows 8-15, chunk j + 1 rows 0-7, rows 8-15), an x2 the last chunk of an odd count.
+            constexpr int CHUNKS_N = BLOCK_N / 8;
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s) {
-                const int r0 = wg_row0 + s * 64 + row_in_wg;
+                const int my_row = wg_row0 + s * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
                 #pragma unroll
-                for (int j = 0; j < BLOCK_N / 8; ++j)
-                    #pragma unroll
-                    for (int h = 0; h < 2; ++h)
-                        *reinterpret_cast<__nv_bfloat162*>(smem + OFF_D + d_staged(r0 + 8 * h, j) + (lane % 4) * 4) =
-                            __floats2bfloat162_rn(total[s][4 * j + 2 * h], total[s][4 * j + 2 * h + 1]);
+                for (int j = 0; j + 1 < CHUNKS_N; j += 2)
+                    stmatrix_x4(base + OFF_D + d_staged(my_row, j + lane / 16),
+                                bf16x2_bits(total[s][4 * j], total[s][4 * j + 1]),
+                                bf16x2_bits(total[s][4 * j + 2], total[s][4 * j + 3]),
+                                bf16x2_bits(total[s][4 * j + 4], total[s][4 * j + 5]),
+                                bf16x2_bits(total[s][4 * j + 6], total[s][4 * j + 7]));
+                if constexpr (CHUNKS_N % 2) {
+                    constexpr int j = CHUNKS_N - 1;
+                    stmatrix_x2(base + OFF_D + d_staged(my_row, j),
+                                bf16x2_bits(total[s][4 * j], total[s][4 * j + 1]),
+                                bf16x2_bits(total[s][4 * j + 2], total[s][4 * j + 3]));
+                }
             }
             if (whole) {
                 fence_async_shared();  // generic-proxy writes, read next by the TMA (async proxy)

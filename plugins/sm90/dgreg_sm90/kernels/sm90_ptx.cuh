@@ -1,4 +1,5 @@
-// PTX wrappers for Hopper (sm_90a): mbarriers, TMA, wgmma ordering, register reallocation.
+// PTX wrappers for Hopper (sm_90a): mbarriers, TMA, stmatrix, wgmma ordering, register
+// reallocation.
 #pragma once
 #include <cuda.h>
 #include <stdint.h>
@@ -100,6 +101,22 @@ __device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src) {
 }
 __device__ __forceinline__ void cp_async_arrive(uint32_t bar) {
     asm volatile("cp.async.mbarrier.arrive.shared::cta.b64 [%0];" :: "r"(bar) : "memory");
+}
+
+// -- stmatrix -----------------------------------------------------------------------------------
+// Writes 8x8 matrices of 16-bit elements, one 16-byte row each, from the warp's registers into
+// shared memory: lane l gives the address of row l % 8 of matrix l / 8, and register i of every
+// lane holds two adjacent elements of matrix i (row lane / 4, columns 2 (lane % 4) + {0, 1}),
+// which is how a wgmma accumulator holds one 8-column chunk of 8 rows.
+__device__ __forceinline__ void stmatrix_x4(uint32_t row_addr, uint32_t r0, uint32_t r1, uint32_t r2,
+                                            uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};"
+                 :: "r"(row_addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3) : "memory");
+}
+// two matrices: the addresses of lanes 0..15
+__device__ __forceinline__ void stmatrix_x2(uint32_t row_addr, uint32_t r0, uint32_t r1) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x2.shared.b16 [%0], {%1, %2};"
+                 :: "r"(row_addr), "r"(r0), "r"(r1) : "memory");
 }
 
 __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int c0, int c1) {
