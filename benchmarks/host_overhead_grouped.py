@@ -23,7 +23,7 @@ def main() -> int:
         d.fill_(float("nan"))
         case["ours"]()
         torch.cuda.synchronize()
-        bench._check(d, case["ref"], f"grouped {shape}")
+        bench._check(d, case["ref"], f"grouped {shape}", case["limit"])
         ours = per_call_us(lambda _i, fn=case["ours"]: fn(), calls=200)
         theirs = per_call_us(lambda _i, fn=case["theirs"]: fn(), calls=200)
         print(f"{' '.join(map(str, shape)):28s} dgreg {ours:6.1f} us   "
