@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+from launch_cost import sm90_cubin
 
 from dgreg import bench
 from dgreg.jit.launch import LoadedKernel
@@ -55,12 +54,7 @@ SHAPES = [(64, 2112, 7168), (64, 24576, 1536), (64, 32768, 512), (64, 4096, 7168
 
 
 def _empty_calls():
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "k.cu"
-        src.write_text(SOURCE)
-        subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-o", f"{tmp}/k.cubin", str(src)],
-                       check=True)
-        cubin = Path(f"{tmp}/k.cubin").read_bytes()
+    cubin = sm90_cubin(SOURCE)
     maps = [ctypes.create_string_buffer(128) for _ in range(5)]
     holders = [type("M", (), {"getPtr": lambda self, b=b: ctypes.addressof(b)})() for b in maps]
     for label, entry, grid, block, smem, cluster in EMPTY:

@@ -44,13 +44,18 @@ extern "C" __global__ void one(long long s0) {
 """
 
 
-def main() -> int:
+def sm90_cubin(source: str) -> bytes:
+    """``source`` compiled by nvcc into an sm_90a cubin."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.cu"
-        src.write_text(SOURCE)
+        src.write_text(source)
         subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-o", f"{tmp}/k.cubin", str(src)],
                        check=True)
-        cubin = Path(f"{tmp}/k.cubin").read_bytes()
+        return Path(f"{tmp}/k.cubin").read_bytes()
+
+
+def main() -> int:
+    cubin = sm90_cubin(SOURCE)
     ex = _driver_launch()  # the driver's cuLaunchKernelEx, as dgreg calls it
     libcuda = ctypes.CDLL("libcuda.so.1")
     plain = libcuda.cuLaunchKernel
