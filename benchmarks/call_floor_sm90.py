@@ -17,27 +17,10 @@ import sys
 from pathlib import Path
 
 import torch
-from launch_cost import sm90_cubin
+from launch_cost import SOURCE, map_args, sm90_cubin
 
 from dgreg import bench
 from dgreg.jit.launch import LoadedKernel
-
-SOURCE = r"""
-#include <stdint.h>
-struct alignas(64) Map { uint8_t bytes[128]; };
-extern "C" __global__ void one(long long s0) {
-    if (s0 == 12345) asm volatile("trap;");
-}
-extern "C" __global__ void __launch_bounds__(384, 1) maps5(
-    const __grid_constant__ Map m0, const __grid_constant__ Map m1,
-    const __grid_constant__ Map m2, const __grid_constant__ Map m3, const __grid_constant__ Map m4,
-    long long s0, long long s1, long long s2, long long s3, long long s4, long long s5,
-    long long s6, long long s7, long long s8, long long s9, long long s10, long long s11,
-    long long s12, long long s13, long long s14, long long s15, long long s16, long long s17,
-    long long s18) {
-    if (s0 == 12345) asm volatile("trap;");
-}
-"""
 
 SMEM = 227 * 1024  # the most dynamic shared memory a Hopper CTA may ask for
 #: (label, entry, grid, block, dynamic shared memory, cluster)
@@ -55,8 +38,7 @@ SHAPES = [(64, 2112, 7168), (64, 24576, 1536), (64, 32768, 512), (64, 4096, 7168
 
 def _empty_calls():
     cubin = sm90_cubin(SOURCE)
-    maps = [ctypes.create_string_buffer(128) for _ in range(5)]
-    holders = [type("M", (), {"getPtr": lambda self, b=b: ctypes.addressof(b)})() for b in maps]
+    holders = map_args(5)
     for label, entry, grid, block, smem, cluster in EMPTY:
         kernel = LoadedKernel(cubin, entry, smem)
         if entry == "one":
