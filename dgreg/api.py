@@ -22,9 +22,9 @@ __all__ = ["gemm", "k_grouped_gemm_contiguous", "m_grouped_gemm_contiguous", "m_
 # The hot path. A call whose tensors have the metadata (dtype, shape, strides, device) of an
 # earlier call, with the same options, reuses that call's validated spec and problem and its
 # planned runner: no validation beyond pointer alignment, no hook, no file, no compile.
-# Entries: (remake, runner, repeat). ``gemm`` also keeps ``repeat`` where the plugin marks
-# the arguments reusable: a call at data pointers seen before relaunches the argument array
-# kept for them, without building a GemmCall or packing.
+# Entries: (remake, runner, again), see ``_run``. Where the plugin marks the arguments
+# reusable, ``again`` relaunches the argument array kept for data pointers seen before,
+# without building a GemmCall or packing.
 _FAST: dict[tuple[Any, ...], tuple[Callable[..., GemmCall], Any, Any]] = {}
 dispatch.cache_listeners.append(_FAST.clear)
 _compiling = torch.compiler.is_compiling
@@ -49,11 +49,51 @@ def _aligned(*tensors: Any) -> bool:
     return not bits & 15
 
 
+def _repeat(launch_at: Any, remake: Callable[..., GemmCall], new_d: Callable[[Any], Any],
+            x_aligned: bool) -> Callable[..., Any]:
+    """The fast path's call through a plan's pointer launcher, for the entries' argument order
+    ``(a, b, d, x, a_scale, b_scale)``: x is C (``gemm``) or the grouping tensor. It returns
+    D, or None (the slow path, which names the tensor) when a pointer is not 16-byte aligned;
+    x's is checked only where ``x_aligned`` (a grouping tensor needs no alignment)."""
+
+    def repeat(a, b, d, x, a_scale, b_scale):
+        if d is None:
+            d = new_d(a.device)
+        pa, pb, pd = a.data_ptr(), b.data_ptr(), d.data_ptr()
+        px = 0 if x is None else x.data_ptr()
+        psa = 0 if a_scale is None else a_scale.data_ptr()
+        psb = 0 if b_scale is None else b_scale.data_ptr()
+        if (pa | pb | pd | psa | psb | (px if x_aligned else 0)) & 15:
+            return None
+        launch_at((pa, pb, pd, px, psa, psb), lambda: remake(a, b, d, x, a_scale, b_scale))
+        return d
+
+    return repeat
+
+
+def _remade(remake: Callable[..., GemmCall], runner: Any, x_aligned: bool) -> Callable[..., Any]:
+    """The fast path's call where the plan keeps no arguments: the call rebuilt from the
+    tensors and run (packed and launched); None (the slow path) when a pointer is not 16-byte
+    aligned (see :func:`_repeat`)."""
+
+    def again(a, b, d, x, a_scale, b_scale):
+        if not _aligned(a, b, d, x if x_aligned else None, a_scale, b_scale):
+            return None
+        call = remake(a, b, d, x, a_scale, b_scale)
+        runner(call)
+        return call.d
+
+    return again
+
+
 def _run(call: GemmCall, plugin: str | None, key: Any = None,
          remake: Callable[..., GemmCall] | None = None,
-         repeat_with: Callable[[Any], Any] | None = None) -> torch.Tensor:
-    """Plan and run ``call``; with a ``key``, keep the fast path's entry: ``repeat_with``
-    (gemm only) makes ``repeat`` from the plan's pointer launcher, when there is one."""
+         new_d: Callable[[Any], Any] | None = None, x_aligned: bool = False) -> torch.Tensor:
+    """Plan and run ``call``; with a ``key`` and ``remake``, keep the fast path's entry
+    ``(remake, runner, again)``. With ``new_d`` (which allocates D for calls without one),
+    ``again(a, b, d, x, a_scale, b_scale)`` is :func:`_repeat` where the plan has a pointer
+    launcher, else :func:`_remade`; without it (``k_grouped_gemm_contiguous``, whose calls
+    take more tensors), None."""
     p = call.problem
     if p.is_empty or p.k == 0:
         dispatch.check_pin(plugin)  # a bad pin is an error even when nothing needs a kernel
@@ -63,8 +103,12 @@ def _run(call: GemmCall, plugin: str | None, key: Any = None,
     _, runner, reuse = dispatch._plan(call, plugin)
     runner(call)
     if key is not None and remake is not None:
-        launcher = reuse(call) if reuse is not None and repeat_with is not None else None
-        _FAST[key] = (remake, runner, None if launcher is None else repeat_with(launcher))
+        again = None
+        if new_d is not None:
+            launcher = reuse(call) if reuse is not None else None
+            again = _remade(remake, runner, x_aligned) if launcher is None else \
+                _repeat(launcher, remake, new_d, x_aligned)
+        _FAST[key] = (remake, runner, again)
     return call.d
 
 
@@ -97,23 +141,21 @@ def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
     except (AttributeError, TypeError):  # not tensors, or unhashable options: the slow path says why
         key = fast = None
     if fast is not None:
-        if fast[2] is not None:
-            out = fast[2](a, b, d, c, a_scale, b_scale)
-            if out is not None:
-                return out
-        elif _aligned(a, b, d, c, a_scale, b_scale):
-            call = fast[0](a, b, d, c, a_scale, b_scale)
-            fast[1](call)
-            return call.d
+        out = fast[2](a, b, d, c, a_scale, b_scale)
+        if out is not None:
+            return out
     call = _call.dense_call(a, b, d, c=c, a_scale=a_scale, b_scale=b_scale, layout=layout,
                             out_dtype=out_dtype, recipe=recipe)
     spec, problem = call.spec, call.problem
     ta, tb = layout.upper()[0] == "T", layout.upper()[1] == "N"
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
+    def new_d(device):
+        return torch.empty(d_shape, dtype=d_dtype, device=device)
+
     def remake(a, b, d, c, a_scale, b_scale):
         if d is None:
-            d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
+            d = new_d(a.device)
         if ta:
             a = a.t()
             a_scale = a_scale.t() if a_scale is not None else None
@@ -122,24 +164,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
             b_scale = b_scale.t() if b_scale is not None else None
         return GemmCall(spec, problem, a, b, d, c, a_scale, b_scale)
 
-    def repeat_with(launch_at):
-        def repeat(a, b, d, c, a_scale, b_scale):
-            """The call through the kept arguments; None (the slow path) when a pointer is
-            not 16-byte aligned."""
-            if d is None:
-                d = torch.empty(d_shape, dtype=d_dtype, device=a.device)
-            pa, pb, pd = a.data_ptr(), b.data_ptr(), d.data_ptr()
-            pc = 0 if c is None else c.data_ptr()
-            psa = 0 if a_scale is None else a_scale.data_ptr()
-            psb = 0 if b_scale is None else b_scale.data_ptr()
-            if (pa | pb | pd | pc | psa | psb) & 15:
-                return None
-            launch_at((pa, pb, pd, pc, psa, psb), lambda: remake(a, b, d, c, a_scale, b_scale))
-            return d
-
-        return repeat
-
-    return _run(call, plugin, key, remake, repeat_with)
+    return _run(call, plugin, key, remake, new_d, x_aligned=True)
 
 
 def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -170,10 +195,10 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
         fast = _FAST.get(key)
     except (AttributeError, TypeError):
         key = fast = None
-    if fast is not None and _aligned(a, b, d, a_scale, b_scale):
-        call = fast[0](a, b, d, grouped_layout, a_scale, b_scale)
-        fast[1](call)
-        return call.d
+    if fast is not None:
+        out = fast[2](a, b, d, grouped_layout, a_scale, b_scale)
+        if out is not None:
+            return out
     call = _call.m_contiguous_call(
         a, b, d, grouped_layout=grouped_layout, a_scale=a_scale, b_scale=b_scale, layout=layout,
         use_psum_layout=use_psum_layout, expected_m=expected_m, out_dtype=out_dtype,
@@ -182,16 +207,19 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     tb = layout.upper() == "NN"
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
+    def new_d(device):  # rows no group writes read as zeros, as on the first call
+        return torch.zeros(d_shape, dtype=d_dtype, device=device)
+
     def remake(a, b, d, grouped_layout, a_scale, b_scale):
-        if d is None:  # rows no group writes read as zeros, as on the first call
-            d = torch.zeros(d_shape, dtype=d_dtype, device=a.device)
+        if d is None:
+            d = new_d(a.device)
         if tb:
             b = b.transpose(1, 2)
             b_scale = b_scale.transpose(1, 2) if b_scale is not None else None
         return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, grouped_layout,
                         use_psum_layout)
 
-    return _run(call, plugin, key, remake)
+    return _run(call, plugin, key, remake, new_d)
 
 
 def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
@@ -216,22 +244,25 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
         fast = _FAST.get(key)
     except (AttributeError, TypeError):
         key = fast = None
-    if fast is not None and _aligned(a, b, d, a_scale, b_scale):
-        call = fast[0](a, b, d, masked_m, a_scale, b_scale)
-        fast[1](call)
-        return call.d
+    if fast is not None:
+        out = fast[2](a, b, d, masked_m, a_scale, b_scale)
+        if out is not None:
+            return out
     call = _call.m_masked_call(a, b, d, masked_m=masked_m, expected_m=expected_m,
                                a_scale=a_scale, b_scale=b_scale, out_dtype=out_dtype,
                                recipe=recipe)
     spec, problem = call.spec, call.problem
     d_shape, d_dtype = tuple(call.d.shape), call.d.dtype
 
+    def new_d(device):  # rows no group writes read as zeros, as on the first call
+        return torch.zeros(d_shape, dtype=d_dtype, device=device)
+
     def remake(a, b, d, masked_m, a_scale, b_scale):
-        if d is None:  # rows no group writes read as zeros, as on the first call
-            d = torch.zeros(d_shape, dtype=d_dtype, device=a.device)
+        if d is None:
+            d = new_d(a.device)
         return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, masked_m)
 
-    return _run(call, plugin, key, remake)
+    return _run(call, plugin, key, remake, new_d)
 
 
 def k_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,

@@ -219,10 +219,9 @@ def _rowwise_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _prepare_grouped(kind: str, groups: int, per: int, n: int, k: int) -> dict[str, Any]:
     """dgreg's M-grouped FP8 1d2d call and torch._scaled_grouped_mm (row-wise scales) on the
     same BF16 data, each checked against its own float64 reference. Every row is valid (m per
-    group a multiple of 128, masked_m = m per group), so the FLOPs count all rows. The masked
-    call takes A's scales [G, M, K / 128] row-major: the kernel reads them as one [G * M] column
-    per K block, which such scales give after one copy inside the call (3-D MN-major ones
-    would take two)."""
+    group a multiple of 128, masked_m = m per group), so the FLOPs count all rows. A's scales
+    are MN-major and TMA-aligned before the timed calls, as DeepGEMM's tests pass them
+    ([G * M, K / 128] contiguous, [G, M, K / 128] masked): no copy inside the call."""
     a = torch.randn(groups, per, k, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(groups, n, k, device="cuda", dtype=torch.bfloat16)
     pa = [dgreg.per_token_cast_to_fp8(a[g]) for g in range(groups)]
@@ -239,14 +238,13 @@ def _prepare_grouped(kind: str, groups: int, per: int, n: int, k: int) -> dict[s
     if kind == "masked":
         masked = torch.full((groups,), per, dtype=torch.int32, device="cuda")
         ours = functools.partial(dgreg.m_grouped_gemm_masked, a8, b8, d, masked_m=masked,
-                                 expected_m=per, a_scale=a_sf, b_scale=b_sf)
+                                 expected_m=per, b_scale=b_sf,
+                                 a_scale=dgreg.get_mn_major_tma_aligned_tensor(a_sf))
         problem = dgreg.Problem(per, n, k, groups, expected_m=per)
         theirs = functools.partial(torch._scaled_grouped_mm, ra8, rb8.transpose(1, 2), ra_sf,
                                    rb_sf, out_dtype=torch.bfloat16)
     else:
         ids = torch.arange(groups, device="cuda", dtype=torch.int32).repeat_interleave(per)
-        # A's scales MN-major and TMA-aligned, as DeepGEMM's tests pass them (and the dense
-        # suite does): no transpose inside the timed call
         flat_a_sf = dgreg.get_mn_major_tma_aligned_tensor(a_sf.view(groups * per, -1))
         ours = functools.partial(dgreg.m_grouped_gemm_contiguous, a8.view(groups * per, k), b8,
                                  d.view(groups * per, n), grouped_layout=ids,

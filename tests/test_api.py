@@ -402,3 +402,61 @@ def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, 
         dgreg.gemm(a, b, shifted)
     assert len(seen) == before  # the misaligned call never reached the launcher
     api._FAST.clear()
+
+
+def test_grouped_calls_repeat_through_the_kept_arguments(quiet, monkeypatch):
+    """M-grouped calls take the same kept-argument route as gemm: the launcher gets the six
+    data pointers, the grouping tensor's among them (masked_m or the row ids: new counts
+    at a new address are a new argument array), and the grouping tensor needs no 16-byte
+    alignment."""
+    from dgreg import api, dispatch, reference
+
+    plan = dispatch._plan
+    seen, made = [], []
+
+    def with_reuse(call, plugin):
+        resolution, runner, _ = plan(call, plugin)
+        kept = {}
+
+        def launch_at(pointers, make_call):
+            seen.append(pointers)
+            if pointers not in kept:
+                kept[pointers] = make_call()
+                made.append(pointers)
+            reference.run(kept[pointers])
+
+        return resolution, runner, lambda first: launch_at
+
+    monkeypatch.setattr(dispatch, "_plan", with_reuse)
+    api._FAST.clear()
+    groups, m_max = 3, 16
+    a = torch.stack([operand((m_max, K), BF16, g) for g in range(groups)])
+    b = torch.stack([operand((N, K), BF16, 10 + g) for g in range(groups)])
+    want = a.double() @ b.double().transpose(1, 2)
+    counts = i32([16, 0, 5, 9])[1:]  # 4 bytes past an aligned address
+    d = torch.empty(groups, m_max, N, dtype=BF16)
+    for _ in range(3):
+        d.fill_(float("nan"))
+        assert dgreg.m_grouped_gemm_masked(a, b, d, masked_m=counts, expected_m=8) is d
+        for g, rows in enumerate([0, 5, 9]):
+            assert d[g, rows:].isnan().all()
+            assert dgreg.calc_diff(d[g, :rows], want[g, :rows]) < 1e-5 if rows else True
+    pointers = (a.data_ptr(), b.data_ptr(), d.data_ptr(), counts.data_ptr(), 0, 0)
+    assert seen == [pointers] * 2 and made == [pointers]
+    fresh = dgreg.m_grouped_gemm_masked(a, b, masked_m=counts, expected_m=8)  # D allocated:
+    again = dgreg.m_grouped_gemm_masked(a, b, masked_m=counts, expected_m=8)  # zeros past counts
+    for out in (fresh, again):
+        assert (out[0] == 0).all() and (out[1, 5:] == 0).all()
+        assert dgreg.calc_diff(out[2, :9], want[2, :9]) < 1e-5
+    ids = i32([0] * 128 + [-1] * 128 + [1] * 128)  # experts on 128-row blocks
+    flat_a = operand((384, K), BF16, 20)
+    out = torch.full((384, N), float("nan"), dtype=BF16)
+    before = len(seen)
+    for _ in range(3):  # the first call plans and packs; the repeats reach the launcher
+        dgreg.m_grouped_gemm_contiguous(flat_a, b[:2], out, grouped_layout=ids)
+    assert seen[before:] == [(flat_a.data_ptr(), b.data_ptr(), out.data_ptr(),
+                              ids.data_ptr(), 0, 0)] * 2
+    assert out[128:256].isnan().all()  # padding rows untouched
+    for rows, g in ((slice(0, 128), 0), (slice(256, 384), 1)):
+        assert dgreg.calc_diff(out[rows], flat_a[rows].double() @ b[g].double().T) < 1e-5
+    api._FAST.clear()

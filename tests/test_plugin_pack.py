@@ -139,9 +139,59 @@ def test_sm90_dense_arguments_are_reusable_unless_the_call_makes_a_tensor(stub_d
     assert not spec.reusable(SimpleNamespace(**{**vars(call), "a_scale": sfa.contiguous()}))
     ue8m0 = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132), m, n, k, ue8m0=True)
     assert not ue8m0.reusable(call)
-    grouped = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132, masked=True), m, n, k,
-                                      groups=2)
-    assert grouped.reusable is None
+    kgrouped = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132, k_grouped=True,
+                                                      out_f32=True, sfb_rows=True),
+                                       m, n, 2 * k, groups=2, group_ks=(k, k))
+    assert kgrouped.reusable is None  # its operands are copied in every call
+
+
+def test_sm90_masked_a_scales_are_mapped_where_they_lie(stub_driver):
+    """The masked kernel reads A's scales [G, M_max, KB] MN-major and TMA-aligned (the layout
+    ``get_mn_major_tma_aligned_tensor`` gives) in place: expert g's K block kb is row
+    g * KB + kb of a map whose columns are the expert's M_max rows, and the call's arguments
+    are reusable. Scales in another layout are copied into that one first (not reusable)."""
+    pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
+    from types import SimpleNamespace
+
+    from dgreg_sm90 import launch as sm90_launch
+    from dgreg_sm90.config import Sm90GemmConfig
+
+    from dgreg.layout import get_mn_major_tma_aligned_tensor
+
+    groups, m_max, n, k = 3, 61, 256, 640
+    kb, m_pad = k // 128, 64
+    spec = sm90_launch.gemm_launch(Sm90GemmConfig(64, 128, 4, 132, grouped=True, masked=True),
+                                   m_max, n, k, groups=groups)
+    fp8 = torch.float8_e4m3fn
+    rows = torch.arange(groups * m_max * kb, dtype=torch.float32).view(groups, m_max, kb)
+    sfa = get_mn_major_tma_aligned_tensor(rows)
+    assert sfa.stride() == (kb * m_pad, 1, m_pad)
+    call = SimpleNamespace(a=torch.zeros(groups, m_max, k, dtype=fp8),
+                           b=torch.zeros(groups, n, k, dtype=fp8),
+                           d=torch.empty(groups, m_max, n, dtype=torch.bfloat16), c=None,
+                           a_scale=sfa, b_scale=torch.ones(groups, n // 128, kb),
+                           grouped_layout=torch.full((groups,), m_max, dtype=torch.int32),
+                           use_psum_layout=False)
+    sfa_slot = 2
+    mapped = spec.pack(call)[sfa_slot]
+    assert mapped == (sfa.data_ptr(), "float32", (groups * kb, m_max), (m_pad, 1), (1, 64), 0)
+    # the map's row g * KB + kb, column r is expert g's scale of row r and K block kb
+    flat = torch.as_strided(sfa, (groups * kb, m_max), (m_pad, 1))
+    assert torch.equal(flat.view(groups, kb, m_max).transpose(1, 2), rows)
+    assert spec.reusable(call)
+    copied = SimpleNamespace(**{**vars(call), "a_scale": rows})
+    row_major = spec.pack(copied)[sfa_slot]
+    assert row_major[0] != rows.data_ptr() and row_major[1:] == mapped[1:]
+    assert not spec.reusable(copied)
+    contiguous = sm90_launch.gemm_launch(Sm90GemmConfig(128, 128, 4, 132, grouped=True),
+                                         groups * 128, n, k, groups=groups)
+    flat = SimpleNamespace(**{**vars(call), "a": torch.zeros(groups * 128, k, dtype=fp8),
+                              "a_scale": get_mn_major_tma_aligned_tensor(torch.ones(groups * 128, kb)),
+                              "d": torch.empty(groups * 128, n, dtype=torch.bfloat16)})
+    assert contiguous.reusable(flat)
+    assert not contiguous.reusable(SimpleNamespace(**{**vars(flat), "use_psum_layout": True}))
+    nn = torch.zeros(groups, k, n, dtype=fp8).transpose(1, 2)  # B passed [G, K, N]: copied
+    assert not contiguous.reusable(SimpleNamespace(**{**vars(flat), "b": nn}))
 
 
 @pytest.mark.parametrize(("block_n", "n", "width", "d_tma", "box", "swizzle"), [

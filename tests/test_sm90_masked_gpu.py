@@ -34,14 +34,18 @@ def _check(d, a_ref, b_ref, masked, dtype):
             assert (got - want).abs().max().item() <= 2 ** -6 * want.abs().max().item() + 1e-2
 
 
-@pytest.mark.parametrize("dtype", ["fp8", "bf16"])
+@pytest.mark.parametrize(("dtype", "mn_major"), [("fp8", False), ("fp8", True), ("bf16", False)])
 @pytest.mark.parametrize(("groups", "m_max", "n", "k", "counts"), [
     (4, 256, 4096, 7168, [256, 0, 77, 200]),
     (1, 1024, 2112, 2048, [1000]),
     (6, 200, 520, 1920, [0, 0, 1, 199, 200, 64]),
 ])
-def test_masked_matches_float64(dtype, groups, m_max, n, k, counts):
+def test_masked_matches_float64(dtype, mn_major, groups, m_max, n, k, counts):
+    """A's FP8 scales row-major (copied by the call) or MN-major and TMA-aligned as
+    ``get_mn_major_tma_aligned_tensor`` lays them out (read in place)."""
     a, b, scales, a_ref, b_ref = _inputs(dtype, groups, m_max, n, k, groups + m_max + n)
+    if mn_major:
+        scales["a_scale"] = dgreg.get_mn_major_tma_aligned_tensor(scales["a_scale"])
     masked = torch.tensor(counts, dtype=torch.int32, device="cuda")
     res = dgreg.explain(f"m_grouped_{dtype}_gemm_masked",
                         dgreg.Problem(m_max, n, k, groups, expected_m=max(counts) or 1), file=None)
@@ -52,9 +56,12 @@ def test_masked_matches_float64(dtype, groups, m_max, n, k, counts):
     _check(d, a_ref, b_ref, masked, dtype)
 
 
-def test_masked_graph_replays_with_changing_masks():
+@pytest.mark.parametrize("mn_major", [False, True])
+def test_masked_graph_replays_with_changing_masks(mn_major):
     groups, m_max, n, k = 4, 256, 2048, 1024
     a, b, scales, a_ref, b_ref = _inputs("fp8", groups, m_max, n, k, 7)
+    if mn_major:  # read in place; row-major scales are copied inside the captured call
+        scales["a_scale"] = dgreg.get_mn_major_tma_aligned_tensor(scales["a_scale"])
     masked = torch.tensor([256, 10, 0, 128], dtype=torch.int32, device="cuda")
     d = torch.full((groups, m_max, n), float("nan"), device="cuda", dtype=torch.bfloat16)
     call = lambda: dgreg.m_grouped_gemm_masked(a, b, d, masked_m=masked, expected_m=128,  # noqa: E731

@@ -112,11 +112,17 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         k = kb_offsets[-1] * box_k  # the padded K of the operands the kernel reads
     k_blocks = -(-k // 128)  # FP8 scale blocks
     # per-row FP32 scales as the kernel TMA-loads them: MN-major, each K block's rows 16-byte
-    # aligned ([lead * KB, rows] seen 2-D)
-    m_pad = get_tma_aligned_size(m, 4)
+    # aligned ([lead * KB, rows] seen 2-D); masked A scales stay [G, M_max, KB] (expert g's
+    # K block kb is row g * KB + kb)
     n_pad = get_tma_aligned_size(n, 4)
     sfb_lead = groups if grouped else 1
-    sfa_strides = (1, m_pad)
+    if masked:
+        m_pad = get_tma_aligned_size(m_per_group, 4)
+        sfa_strides = (k_blocks * m_pad, 1, m_pad)
+        sfa_rows = (groups * k_blocks, m_per_group)
+    else:
+        m_pad = get_tma_aligned_size(m, 4)
+        sfa_strides, sfa_rows = (1, m_pad), (k_blocks, m)
     sfb_strides = (n_pad * k_blocks, 1, n_pad) if grouped else (1, n_pad)
     # split-K partials and counters: one per tile (with multicast, per tile of every pair)
     m_blocks, n_blocks = tile_blocks(m, n, bm, bn, config.multicast)
@@ -163,7 +169,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     def scale_maps(sfa, sfb, placeholder):
         """FP8: the TMA maps of A's scales (and of B's per-row scales), the 1d2d B-scale
         arguments, and the scale tensors read (which the caller keeps until it returns)."""
-        sfa, map_sfa = row_scales(2, sfa, sfa_strides, (k_blocks, m), m_pad, (1, bm))
+        sfa, map_sfa = row_scales(2, sfa, sfa_strides, sfa_rows, m_pad, (1, bm))
         if sfb_rows:
             sfb, map_sfb = row_scales(4, sfb, sfb_strides, (sfb_lead * k_blocks, n), n_pad,
                                       (1, bn))
@@ -223,10 +229,7 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
         map_sfa = map_sfb = map_a  # placeholders the kernel never reads
         sfb_args = (0, 0, 0, 0)
         if fp8:
-            sfa = call.a_scale
-            if masked:
-                sfa = sfa.reshape(m, sfa.shape[2])
-            map_sfa, map_sfb, sfb_args, _scales = scale_maps(sfa, call.b_scale, map_a)
+            map_sfa, map_sfb, sfb_args, _scales = scale_maps(call.a_scale, call.b_scale, map_a)
         map_d, d_tma = output_map(d.data_ptr(), d.stride(-2), map_a)
         # D and C: [M, N], or K-grouped [G, M, N] (row stride, group stride)
         d_stride_g = d.stride(0) if kgrouped else 0
@@ -235,14 +238,18 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                 d_stride_g, *c_args, d_tma, *sizes, row_groups,
                 *(split_buffers(d) if split > 1 else no_split))
 
-    # Dense calls whose operands need no copy (K-major A and B, TMA-aligned A scales, FP32
-    # scales) make no tensor: their arguments are a function of the tensors' addresses and
-    # row strides (and, split, of the stream), which lets the core keep them per address.
+    # Calls whose operands need no copy (K-major A and B, B's experts back to back, scales
+    # MN-major and TMA-aligned in FP32, per-row expert ids rather than prefix sums) make no
+    # tensor: their arguments are a function of the tensors' addresses and row strides (and,
+    # split, of the stream), which lets the core keep them per address. K-grouped calls
+    # always copy their operands.
     def reusable(call):
-        sfa, sfb = call.a_scale, call.b_scale
-        return not ue8m0 and call.a.stride(1) == 1 and call.b.stride(1) == 1 and \
-            (sfa is None or sfa.stride() == sfa_strides) and \
-            (not sfb_rows or sfb.stride() == sfb_strides)
+        sfa, sfb, b = call.a_scale, call.b_scale, call.b
+        if ue8m0 or call.a.stride(-1) != 1 or b.stride(-1) != 1 or \
+                (sfa is not None and sfa.stride() != sfa_strides) or \
+                (sfb_rows and sfb.stride() != sfb_strides):
+            return False
+        return not grouped or (b.stride(0) == n * b.stride(1) and not call.use_psum_layout)
 
     def pack_dense(call):  # each tensor's strides read once
         a, b, d, c = call.a, call.b, call.d, call.c
@@ -269,4 +276,4 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
                       pack=pack if masked or grouped or kgrouped else pack_dense,
                       arg_types=ARG_TYPES, cluster=(config.cluster, 1, 1),
                       shared_mem=smem_bytes(config),
-                      reusable=None if masked or grouped or kgrouped else reusable)
+                      reusable=None if kgrouped else reusable)

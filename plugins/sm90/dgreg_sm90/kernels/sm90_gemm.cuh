@@ -28,7 +28,9 @@
 // its expert's rows. Padding rows are never written.
 // GROUPED == 2 (M-grouped masked, MoE decode): A and D are [G, M_max, *] seen as
 // [G * M_max, *], `row_groups` is masked_m [G] on the device; tiles walk each expert's M_max
-// rows and skip those at or past masked_m[g], and only rows below it are written.
+// rows and skip those at or past masked_m[g], and only rows below it are written. A's FP8
+// scales stay [G, M_max, KB] MN-major (as callers lay them out): expert g's K block kb is row
+// g * KB + kb of map_sfa, whose columns are the expert's own rows.
 // GROUPED == 3 (K-grouped, MoE weight gradient): A is [M, K_total] and B [N, K_total] with
 // group g owning K blocks [row_groups[g], row_groups[g + 1]); D and C are [G, M, N] (group
 // stride d_stride_g / c_stride_g). An empty group writes C (or zeros).
@@ -323,7 +325,7 @@ __device__ __forceinline__ void fence_accumulators(float (&acc)[ROWS][COLS]) {
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 128 bytes]
             const __grid_constant__ CUtensorMap map_b,    // [(G *) N, K], box [BN, 128 bytes]
-            const __grid_constant__ CUtensorMap map_sfa,  // [KB, M_pad] f32, box [1, BM]
+            const __grid_constant__ CUtensorMap map_sfa,  // [(G *) KB, M_pad] f32, box [1, BM]
             const __grid_constant__ CUtensorMap map_sfb,  // SFB_ROWS: [(G *) KB, N_pad] f32, box [1, BN]
             const __grid_constant__ CUtensorMap map_d,    // d_tma: [M, N] bf16, box [BM, 64 or BN]
             const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
@@ -418,7 +420,10 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         if (++stage == STAGES) { stage = 0; phase ^= 1; }
                         continue;
                     }
-                    if constexpr (IS_FP8)
+                    if constexpr (IS_FP8 && GROUPED == 2)  // masked: [G, M_max, KB] scales
+                        tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full,
+                                    w.m0 - w.group * m_per_group, w.group * k_blocks + kb);
+                    else if constexpr (IS_FP8)
                         tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, w.m0, kb);
                     if constexpr (SFB_ROWS) {  // M-grouped: expert g's scales are rows g * KB + kb
                         const int row = GROUPED == 1 || GROUPED == 2 ? w.group * k_blocks + kb : kb;
