@@ -420,11 +420,11 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                         if (++stage == STAGES) { stage = 0; phase ^= 1; }
                         continue;
                     }
-                    if constexpr (IS_FP8 && GROUPED == 2)  // masked: [G, M_max, KB] scales
+                    if constexpr (IS_FP8) {  // masked: [G, M_max, KB], expert g's rows g * KB + kb
+                        const int row = GROUPED == 2 ? w.group * k_blocks + kb : kb;
                         tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full,
-                                    w.m0 - w.group * m_per_group, w.group * k_blocks + kb);
-                    else if constexpr (IS_FP8)
-                        tma_load_2d(base + OFF_SFA + stage * SFA_BYTES, &map_sfa, full, w.m0, kb);
+                                    GROUPED == 2 ? w.m0 - w.group * m_per_group : w.m0, row);
+                    }
                     if constexpr (SFB_ROWS) {  // M-grouped: expert g's scales are rows g * KB + kb
                         const int row = GROUPED == 1 || GROUPED == 2 ? w.group * k_blocks + kb : kb;
                         tma_load_2d(base + OFF_SFB + stage * SFB_STRIDE, &map_sfb, full,
