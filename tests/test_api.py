@@ -351,12 +351,13 @@ def test_fallback_warning_once_per_device() -> None:
     assert not [w for w in caught if issubclass(w.category, FallbackWarning)]
 
 
-def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, monkeypatch):
-    """Where the plan's plugin marks its arguments reusable, a repeat of a gemm call hands the
-    launcher its tensors' data pointers and builds a call only for pointers it has not seen;
-    an allocated D, a C and a misaligned tensor take their own ways."""
+@pytest.fixture
+def kept_arguments(monkeypatch) -> Any:
+    """(seen, made): every plan gets a pointer launcher that records the data pointers of each
+    repeat (``seen``) and builds a call only for pointers it has not kept yet (``made``),
+    then runs the kept call on the reference kernels. The fast path's entries are dropped
+    before and after."""
     from dgreg import api, dispatch, reference
-    from dgreg.errors import InvalidArgumentError
 
     plan = dispatch._plan
     seen, made = [], []
@@ -376,6 +377,17 @@ def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, 
 
     monkeypatch.setattr(dispatch, "_plan", with_reuse)
     api._FAST.clear()
+    yield seen, made
+    api._FAST.clear()
+
+
+def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, kept_arguments):
+    """Where the plan's plugin marks its arguments reusable, a repeat of a gemm call hands the
+    launcher its tensors' data pointers and builds a call only for pointers it has not seen;
+    an allocated D, a C and a misaligned tensor take their own ways."""
+    from dgreg.errors import InvalidArgumentError
+
+    seen, made = kept_arguments
     a, b = operand((M, 64), BF16), operand((N, 64), BF16, 1)
     want = a.double() @ b.double().T
     d = torch.empty(M, N, dtype=BF16)
@@ -401,34 +413,14 @@ def test_gemm_repeats_through_the_kept_arguments_at_pointers_seen_before(quiet, 
     with pytest.raises(InvalidArgumentError, match="'d'"):
         dgreg.gemm(a, b, shifted)
     assert len(seen) == before  # the misaligned call never reached the launcher
-    api._FAST.clear()
 
 
-def test_grouped_calls_repeat_through_the_kept_arguments(quiet, monkeypatch):
+def test_grouped_calls_repeat_through_the_kept_arguments(quiet, kept_arguments):
     """M-grouped calls take the same kept-argument route as gemm: the launcher gets the six
     data pointers, the grouping tensor's among them (masked_m or the row ids: new counts
     at a new address are a new argument array), and the grouping tensor needs no 16-byte
     alignment."""
-    from dgreg import api, dispatch, reference
-
-    plan = dispatch._plan
-    seen, made = [], []
-
-    def with_reuse(call, plugin):
-        resolution, runner, _ = plan(call, plugin)
-        kept = {}
-
-        def launch_at(pointers, make_call):
-            seen.append(pointers)
-            if pointers not in kept:
-                kept[pointers] = make_call()
-                made.append(pointers)
-            reference.run(kept[pointers])
-
-        return resolution, runner, lambda first: launch_at
-
-    monkeypatch.setattr(dispatch, "_plan", with_reuse)
-    api._FAST.clear()
+    seen, made = kept_arguments
     groups, m_max = 3, 16
     a = torch.stack([operand((m_max, K), BF16, g) for g in range(groups)])
     b = torch.stack([operand((N, K), BF16, 10 + g) for g in range(groups)])
@@ -459,4 +451,3 @@ def test_grouped_calls_repeat_through_the_kept_arguments(quiet, monkeypatch):
     assert out[128:256].isnan().all()  # padding rows untouched
     for rows, g in ((slice(0, 128), 0), (slice(256, 384), 1)):
         assert dgreg.calc_diff(out[rows], flat_a[rows].double() @ b[g].double().T) < 1e-5
-    api._FAST.clear()
