@@ -68,14 +68,10 @@ def main() -> int:
         rows.append(_row(label, fn, lambda name, entry=entry: name.startswith(entry)))
     for m, n, k in SHAPES:
         case = bench._prepare_fp8(m, n, k)
-        for who in ("ours", "theirs"):
-            d = case["d"]
-            d.fill_(float("nan"))
-            case[who]() if who == "ours" else d.copy_(case[who]())
-            torch.cuda.synchronize()
-            bench._check(d, case["ref"], f"{who} {m} x {n} x {k}")
-            rows.append(_row(f"{'dgreg' if who == 'ours' else 'cuBLASLt'} {m} x {n} x {k}",
-                             case[who]))
+        bench._checked(case, f"ours {m} x {n} x {k}")
+        bench._check(case["theirs"](), case["ref"], f"theirs {m} x {n} x {k}")
+        for who, label in (("ours", "dgreg"), ("theirs", "cuBLASLt")):
+            rows.append(_row(f"{label} {m} x {n} x {k}", case[who]))
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(),
                                                "rows": rows}, indent=1))

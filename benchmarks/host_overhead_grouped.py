@@ -19,11 +19,7 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name()}")
     for shape, _ in bench.GROUPED_SHAPES:
         case = bench._prepare_grouped(*shape)
-        d = case["d"]
-        d.fill_(float("nan"))
-        case["ours"]()
-        torch.cuda.synchronize()
-        bench._check(d, case["ref"], f"grouped {shape}", case["limit"])
+        bench._checked(case, f"grouped {shape}")
         ours = per_call_us(lambda _i, fn=case["ours"]: fn(), calls=200)
         theirs = per_call_us(lambda _i, fn=case["theirs"]: fn(), calls=200)
         print(f"{' '.join(map(str, shape)):28s} dgreg {ours:6.1f} us   "

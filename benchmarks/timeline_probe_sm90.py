@@ -421,7 +421,7 @@ def main() -> int:
         return 0
     import torch
 
-    from dgreg.bench import _SUITES, _check, _flush, kernel_time_us
+    from dgreg.bench import _SUITES, _checked, _flush, kernel_time_us
 
     scratch = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
 
@@ -438,9 +438,7 @@ def main() -> int:
                 use(variant)
                 forced_plan(f"{dtype}_gemm", dgreg.Problem(m, n, k), forced)
                 if all(part in _CORRECT for part in variant.split("+")):
-                    case["d"].fill_(float("nan"))
-                    case["ours"]()
-                    _check(case["d"], case["ref"], f"{shape} {forced}", case["limit"])
+                    _checked(case, f"{shape} {forced}")
                 flush = read_flush if variant == "readflush" else _flush
                 us, _ = kernel_time_us(case["ours"], flush=flush,
                                        kernel=lambda name: name.startswith("sm90"))

@@ -161,6 +161,15 @@ def _check(d: torch.Tensor, ref: torch.Tensor, what: str, limit: float = 1e-3) -
     return diff
 
 
+def _checked(case: dict[str, Any], what: str) -> float:
+    """A prepared case's dgreg call run once on a poisoned D and checked against the case's
+    float64 reference (:func:`_check`, at the case's limit): its calc_diff. For scripts that
+    check a case again (another config, another kernel build) before they time it."""
+    case["d"].fill_(float("nan"))
+    case["ours"]()
+    return _check(case["d"], case["ref"], what, case["limit"])
+
+
 def _operands(dtype: str, m: int, n: int, k: int) -> tuple[Any, ...]:
     """DeepGEMM-style inputs (random normal BF16; FP8: cast per token for A, per 128 x 128 block
     for B) and their float64 product: (a, a_scale, b, b_scale, reference)."""
