@@ -9,7 +9,8 @@ results and are timed only).
 
 Variants of ``sm90_gemm.cuh``: base; nomath (the math warps wait for each stage and hand it
 back at once: the TMA stream alone, then the epilogue; wrong results); noload (the producer
-arrives on each stage without loading it: the math alone); empty (both); nohint (B tiles
+arrives on each stage without loading it: the math alone); empty (both); nopromo (the 1d2d
+promotion never runs: the wgmma groups, their waits and the ring alone); nohint (B tiles
 loaded without the L2 evict-first policy); trace (base with
 ``printf`` of %globaltimer at the kernel's start, after the barrier set-up, at the producer's
 first and last issue, at the math warps' first full stage, the end of their K loop and the end
@@ -284,10 +285,15 @@ _ONEFENCE = [("                __threadfence();  // publish the partial before c
               "                    if (last) { counters[w.tile] = 0; __threadfence(); }\n"),
              ("                if (!*flag) continue;\n                __threadfence();  // see every other unit's partial\n",
               "                if (!*flag) continue;\n")]
+# nopromo: the 1d2d promotion kept in the code but never run (a branch on an A scale no input
+# has), so that the K loop is the wgmma groups, their waits and the ring alone (wrong results)
+_NOPROMO = [("                        promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],\n",
+             "                        if (sa[s][0] == -1.5e38f) promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],\n")]
 # noregs: no setmaxnreg (one math warpgroup: 256 threads may hold 255 registers each anyway)
 _NOREGS = [("        regs_dealloc<40>();\n", "\n"), ("    regs_alloc<232>();\n", "\n")]
 _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
-            "trace": _TRACE, "nohint": _NOHINT, "onefence": _ONEFENCE, "noregs": _NOREGS}
+            "trace": _TRACE, "nohint": _NOHINT, "onefence": _ONEFENCE, "noregs": _NOREGS,
+            "nopromo": _NOPROMO}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
 TIMED = ("base", "nohint", "readflush")
@@ -298,6 +304,10 @@ _CORRECT = {"base", "nohint", "readflush", "onefence", "noregs", "krot", "krot1"
 RUNS = [(("fp8", m, n, k), "") for m in (64, 128) for n, k in
         ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]
 RUNS += [(("fp8", 4096, 2112, 7168), "")]
+# M = 4096: the picks, and 256 x 128 tiles over exactly 8 waves (8448 columns)
+RUNS += [(("fp8", 4096, n, k), "") for n, k in ((4096, 7168), (7168, 16384), (7168, 2048))]
+RUNS += [(("fp8", 4096, 8448, 7168), "block_m=256,block_n=128,stages=3,split_k=1,kpair=0,"
+          "inflight=0,multicast=0")]
 
 
 _PREFETCHES = ("lpf", "lpa", "bpf", "wpf", "wpa", "wpu")
@@ -394,6 +404,8 @@ def main() -> int:
     parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8",
                         help="the dtype of the shapes (bf16: timed only, no trace)")
     parser.add_argument("--shapes", help="only these of the runs' shapes: MxNxK,...")
+    parser.add_argument("--config", help="this forced config (DGREG_SM90_CONFIG's form) on "
+                        "every shape instead of the runs' own")
     parser.add_argument("--warm-trace", action="store_true",
                         help="trace each shape a second time right after the first (no flush)")
     parser.add_argument("--json")
@@ -408,7 +420,7 @@ def main() -> int:
     if args.shapes:
         wanted = {tuple(map(int, s.split("x"))) for s in args.shapes.split(",")}
         runs = [(shape, forced) for shape, forced in runs if tuple(shape[1:]) in wanted]
-    runs = [(shape, pinned(shape, forced)) for shape, forced in runs]
+    runs = [(shape, pinned(shape, args.config or forced)) for shape, forced in runs]
     if ({"nomath", "noload", "empty"} & {part for v in timed for part in v.split("+")} and
             any("kpair=1" in forced for _, forced in runs)):
         raise SystemExit("the nomath, noload and empty variants do not cover kpair configs")

@@ -539,6 +539,20 @@ def test_forced_multicast(monkeypatch):
         assert heuristics.choose(1024, 4096, 1024, H100_SMS, masked=True).config.multicast == "a"
 
 
+def test_forced_grid_size(monkeypatch):
+    with config.scope():
+        # 512 tiles of 256 x 128 at 4096 x 4096: the persistent grid (launched as num_sms
+        # CTAs) as asked, four whole rounds of 128
+        monkeypatch.setenv("DGREG_SM90_CONFIG", "block_m=256,block_n=128,stages=3,sms=128")
+        cfg = heuristics.choose(4096, 4096, 7168, H100_SMS).config
+        assert (cfg.block_m, cfg.block_n, cfg.num_sms) == (256, 128, 128)
+        for bad in ("block_m=256,block_n=128,sms=133", "block_m=256,block_n=128,sms=0",
+                    "block_m=128,block_n=128,multicast=a,sms=127"):
+            monkeypatch.setenv("DGREG_SM90_CONFIG", bad)
+            with pytest.raises(ValueError, match="sms="):
+                heuristics.choose(4096, 4096, 7168, H100_SMS)
+
+
 def test_multicast_config_rules_and_source():
     with pytest.raises(ValueError, match="multicast must be one of"):
         Sm90GemmConfig(128, 128, 4, 132, multicast="x")

@@ -20,8 +20,9 @@ from dgreg_sm90.config import Sm90GemmConfig, split_firsts
 settings.register(settings.Knob(
     "DGREG_SM90_CONFIG", "str", None,
     "Force the sm90 kernels' tile config, e.g. 'block_m=128,block_n=192,stages=5' (optional "
-    "split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0); 'multicast=0|a|b' alone keeps the "
-    "heuristics' choice with that multicast (for tuning and benchmarks; the heuristics' choice otherwise)."))
+    "split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0, sms=N: CTAs of the persistent grid); "
+    "'multicast=0|a|b' alone keeps the heuristics' choice with that multicast (for tuning and "
+    "benchmarks; the heuristics' choice otherwise)."))
 
 
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on H100/H200
@@ -201,11 +202,11 @@ def parse_forced(text: str) -> dict[str, int | str]:
         if name == "multicast" and value in ("a", "b", "0"):
             fields[name] = "" if value == "0" else value
             continue
-        if name not in ("block_m", "block_n", "stages", "split_k", "inflight", "kpair") or \
+        if name not in ("block_m", "block_n", "stages", "split_k", "inflight", "kpair", "sms") or \
                 not value.isdigit():
             raise ValueError(f"DGREG_SM90_CONFIG must look like 'block_m=128,block_n=192,stages=5' "
-                             f"(optional split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0; "
-                             f"got {text!r})")
+                             f"(optional split_k=N, inflight=0|1, kpair=0|1, multicast=a|b|0, "
+                             f"sms=N; got {text!r})")
         fields[name] = int(value)
     return fields
 
@@ -237,6 +238,11 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
     stages = fields.get("stages") or stages_for(config, k, smem_limit)
     units = _units(m, n, config, batch)
     grid = _grid(units, num_sms, variant.masked, config.cluster)
+    if "sms" in fields:
+        grid = int(fields["sms"])
+        if not 1 <= grid <= num_sms or grid % config.cluster:
+            raise ValueError(f"DGREG_SM90_CONFIG={text!r}: sms={grid} must be a multiple of "
+                             f"the cluster size ({config.cluster}) from 1 to {num_sms}")
     try:
         config = attrs.evolve(config, stages=stages, num_sms=grid,
                               inflight=bool(fields.get("inflight", variant.inflight)))
