@@ -21,10 +21,12 @@ flush leaves L2 full of dirty lines, which the kernel's loads evict to HBM). bur
 4, ...): the producer issues its stages in runs of N consecutive K blocks (at most half the
 ring). pfN, pfhN, pfaN, lpfN, lpaN, bpfN, wpfN, wpaN, wpuN: B (and A) prefetched into L2 in
 various ways (see `_prefetch`, `_l2_prefetch`, `_warp_prefetch`); variants compose with "+"
-(nomath+wpf4). keepbase: the shared window's base kept in a register. onefence: the split-K hand-off with one fence per CTA. krot, krot1: each
-unit walks its K blocks in a rotated order (see `_krot`). noa, nob: the producer leaves A's
-(B's) tiles out (with nomath: the other operand's stream alone). ``--warm-trace`` traces
-each shape once more right after the first traced launch, with nothing flushed in between.
+(nomath+wpf4). keepbase: the shared window's base kept in a register. onefence: the split-K
+hand-off with one fence per CTA. krot, krot1: each unit walks its K blocks in a rotated order
+(see `_krot`). noa, nob: the producer leaves A's (B's) tiles out (with nomath: the other
+operand's stream alone). ``--warm-trace`` traces each shape once more right after the first
+traced launch, with nothing flushed in between. ``--config`` runs one forced config on every
+shape.
 """
 
 from __future__ import annotations

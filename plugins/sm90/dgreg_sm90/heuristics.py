@@ -239,7 +239,7 @@ def forced(text: str, m: int, n: int, k: int, num_sms: int, smem_limit: int,
     units = _units(m, n, config, batch)
     grid = _grid(units, num_sms, variant.masked, config.cluster)
     if "sms" in fields:
-        grid = int(fields["sms"])
+        grid = fields["sms"]
         if not 1 <= grid <= num_sms or grid % config.cluster:
             raise ValueError(f"DGREG_SM90_CONFIG={text!r}: sms={grid} must be a multiple of "
                              f"the cluster size ({config.cluster}) from 1 to {num_sms}")
