@@ -194,19 +194,23 @@ def test_sm90_masked_a_scales_are_mapped_where_they_lie(stub_driver):
     assert not contiguous.reusable(SimpleNamespace(**{**vars(flat), "b": nn}))
 
 
-@pytest.mark.parametrize(("block_n", "n", "width", "d_tma", "box", "swizzle"), [
-    (128, 256, 256, 1, (64, 64), 128),  # 64-column chunks under the 128B swizzle
-    (88, 256, 256, 1, (64, 88), 0),     # one unswizzled box per tile
-    (88, 256, 264, 1, (64, 88), 0),     # a row-padded D: the map takes its row stride
-    (128, 100, 100, 0, None, None),     # N % 8: a TMA store would write past N
-    (88, 100, 104, 0, None, None),
+@pytest.mark.parametrize(("block_m", "block_n", "n", "width", "d_tma", "box", "swizzle"), [
+    (64, 128, 256, 256, 1, (64, 64), 128),  # 64-column chunks under the 128B swizzle
+    (64, 88, 256, 256, 1, (64, 88), 0),     # one unswizzled box per tile
+    (64, 88, 256, 264, 1, (64, 88), 0),     # a row-padded D: the map takes its row stride
+    (64, 128, 100, 100, 0, None, None),     # N % 8: a TMA store would write past N
+    (64, 88, 100, 104, 0, None, None),
+    (256, 128, 256, 256, 1, (128, 64), 128),  # two warpgroups: each stores its 128 rows
+    (128, 88, 256, 256, 1, (64, 88), 0),
 ])
-def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkeypatch, block_n,
-                                                             n, width, d_tma, box, swizzle):
+def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkeypatch, block_m,
+                                                             block_n, n, width, d_tma, box,
+                                                             swizzle):
     """The kernel's ``d_tma`` argument and D's map: TMA stores write whole 16-byte units, so
     a BF16 D with N not a multiple of 8 is written by the threads (the map slot then holds a
     placeholder the kernel never reads). A row-padded D and a packed one at the same address
-    get their own row strides."""
+    get their own row strides. The box holds the rows one group of the tile's writers stores
+    (each of two math warpgroups its own)."""
     pytest.importorskip("dgreg_sm90", reason="the dgreg-sm90 distribution is not installed")
     from types import SimpleNamespace
 
@@ -214,7 +218,7 @@ def test_sm90_d_is_tma_stored_only_when_n_is_a_multiple_of_8(stub_driver, monkey
     from dgreg_sm90.config import Sm90GemmConfig
 
     m, k = 64, 512
-    spec = sm90_launch.gemm_launch(Sm90GemmConfig(64, block_n, 4, 132), m, n, k)
+    spec = sm90_launch.gemm_launch(Sm90GemmConfig(block_m, block_n, 3, 132), m, n, k)
     fp8 = torch.float8_e4m3fn
     a, b = torch.zeros(m, k, dtype=fp8), torch.zeros(n, k, dtype=fp8)
     storage = torch.empty(m, width, dtype=torch.bfloat16)

@@ -81,6 +81,16 @@ class Sm90GemmConfig:
         return 1 if self.kpair else self.block_m // (64 * self.num_math_wg)
 
     @property
+    def epilogue_rows(self) -> int:
+        """Rows of the tile that one group of its writers stages and TMA-stores: with two math
+        warpgroups on an unsplit tile each writes its own (the kernel's WG_EPI; not M-grouped
+        contiguous, measured slower there), else all."""
+        if self.num_math_wg == 2 and not self.kpair and self.split_k == 1 and \
+                self.grouping != "contiguous":
+            return 64 * self.m_sub
+        return self.block_m
+
+    @property
     def threads(self) -> int:
         return 128 * (self.num_math_wg + 1)
 

@@ -135,8 +135,10 @@ def gemm_launch(config: Sm90GemmConfig, m: int, n: int, k: int, groups: int = 1,
     k_row = -(-k // step) * step  # a 1-row operand's stride is never used; keep it aligned
     maps = PlanMaps()
     tma_store = config.epilogue in ("tma", "mixed")
-    # D's TMA box: 64-column chunks under the 128B swizzle, or the whole tile unswizzled
-    d_box, d_swizzle = ((bm, 64), 128) if bn % 64 == 0 else ((bm, bn), 0)
+    # D's TMA box: 64-column chunks under the 128B swizzle, or the whole width unswizzled, of
+    # the rows one group of the tile's writers stores
+    d_rows = config.epilogue_rows
+    d_box, d_swizzle = ((d_rows, 64), 128) if bn % 64 == 0 else ((d_rows, bn), 0)
     b_rows = groups * n if grouped else n
     sizes = (m, n, k, groups, m_per_group)
     no_c = (0, 0, 0, 0)
