@@ -192,7 +192,7 @@ def test_source_bakes_every_config_value():
                    "#define NUM_MATH_WG 2", "#define M_SUB 1", "#define SPLIT_K 3",
                    "#define IS_FP8 1", "#define KERNEL_NAME sm90_fp8_gemm_1d2d",
                    "#define SFB_ROWS 0", "#define GROUPED 0", "#define OUT_F32 0",
-                   "#define WITH_C 0",
+                   "#define WITH_C 0", "#define EPI_ROWS 128",  # split: one writer group
                    f"#define SMEM_REQUESTED {codegen.smem_bytes(Sm90GemmConfig(128, 96, 5, 132, 3))}"):
         assert define in src.code
     assert set(src.headers) == set(codegen.HEADERS) and src.arch == "sm_90a"
@@ -563,6 +563,7 @@ def test_epilogue_rows_follow_the_kernels_writer_groups():
     assert Sm90GemmConfig(64, 128, 4, 132, kpair=True).epilogue_rows == 64
     assert Sm90GemmConfig(128, 128, 4, 132, split_k=2).epilogue_rows == 128
     assert Sm90GemmConfig(256, 128, 3, 132, grouped=True).epilogue_rows == 256
+    assert "#define EPI_ROWS 128\n" in codegen.gemm_source(Sm90GemmConfig(256, 128, 3, 132)).code
 
 
 def test_multicast_config_rules_and_source():

@@ -58,6 +58,7 @@ def gemm_source(config: Sm90GemmConfig, arch: str = "sm_90a") -> KernelSource:
         f"#define GROUPED {GROUPINGS[config.grouping]}\n"
         f"#define OUT_F32 {int(config.out_f32)}\n"
         f"#define WITH_C {int(config.with_c)}\n"
+        f"#define EPI_ROWS {config.epilogue_rows}\n"
         f"#define SPLIT_FIRSTS(X) {' '.join(f'X({f})' for f in split_firsts(config.block_n))}\n"
         f"#define KERNEL_NAME {entry(config)}\n"
         f"#define SMEM_REQUESTED {smem_bytes(config)}\n"

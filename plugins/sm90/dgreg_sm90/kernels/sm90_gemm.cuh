@@ -63,7 +63,8 @@
 //
 // The including source defines: BLOCK_M, BLOCK_N, STAGES, NUM_MATH_WG, M_SUB (64-row sub-tiles
 // per math warpgroup), KPAIR, SPLIT_K, MULTICAST, IS_FP8, INFLIGHT, SFB_ROWS, GROUPED,
-// OUT_F32, WITH_C (an accumulator C, BF16 or FP32 as `c_f32` says at run time), KERNEL_NAME, SMEM_REQUESTED and
+// OUT_F32, WITH_C (an accumulator C, BF16 or FP32 as `c_f32` says at run time), EPI_ROWS (the
+// rows one group of the tile's writers stages and stores, see WG_EPI), KERNEL_NAME, SMEM_REQUESTED and
 // `wgmma_tile(float (&)[BLOCK_N / 2], uint64_t, uint64_t, int)` (the wgmma of the dtype).
 #pragma once
 #include <cuda_bf16.h>
@@ -88,15 +89,15 @@ constexpr int WG_ROWS = 64 * M_SUB;
 // warpgroups that release each stage, and the threads that write a tile (see KPAIR)
 constexpr int STAGE_WG = KPAIR ? 1 : NUM_MATH_WG;
 constexpr int EPI_THREADS = STAGE_WG * 128;
-// Two math warpgroups on an unsplit tile write their own rows of it (their own rows of the
-// staging, named barrier and TMA store), so that neither waits for the other: one's epilogue
-// runs while the other's last wgmma do, or its next tile's first. Measured on an H200 (FP8):
-// dense M = 4096 2-6% faster, masked level to 3%, M-grouped contiguous 1.4-1.8% slower (not
-// isolated), so those keep one group. Otherwise (split-K, KPAIR, one warpgroup, M-grouped
-// contiguous) the tile's writers form one group.
-constexpr bool WG_EPI = NUM_MATH_WG == 2 && !KPAIR && SPLIT_K == 1 && GROUPED != 1;
-constexpr int EPI_ROWS = WG_EPI ? WG_ROWS : BLOCK_M;  // rows one group writes and stores
-constexpr int EPI_GROUP = WG_EPI ? 128 : EPI_THREADS;  // its threads
+// EPI_ROWS < BLOCK_M (the config's epilogue_rows): each of the two math warpgroups writes its
+// own rows of the tile (its own rows of the staging, named barrier and TMA store), so that
+// neither waits for the other: one's epilogue runs while the other's last wgmma do, or its
+// next tile's first. Otherwise the tile's writers form one group.
+constexpr bool WG_EPI = EPI_ROWS < BLOCK_M;
+constexpr int EPI_GROUP = WG_EPI ? 128 : EPI_THREADS;  // the threads of one group
+static_assert(!WG_EPI || (EPI_ROWS == WG_ROWS && NUM_MATH_WG == 2 && !KPAIR && SPLIT_K == 1),
+              "per-warpgroup epilogues: two math warpgroups on an unsplit tile, each its rows");
+static_assert(WG_EPI || EPI_ROWS == BLOCK_M, "one group writes the whole tile");
 constexpr int ACC = BLOCK_N / 2;  // accumulator floats per thread per 64-row sub-tile
 constexpr uint32_t A_BYTES = BLOCK_M * ROW_BYTES;
 constexpr uint32_t B_BYTES = BLOCK_N * ROW_BYTES;
