@@ -26,7 +26,8 @@ SOURCE = r"""
 #include <stdint.h>
 struct alignas(64) Map { uint8_t bytes[128]; };
 extern "C" __global__ void __launch_bounds__(384, 1) maps5(
-    const __grid_constant__ Map m0, const __grid_constant__ Map m1, const __grid_constant__ Map m2, const __grid_constant__ Map m3, const __grid_constant__ Map m4,
+    const __grid_constant__ Map m0, const __grid_constant__ Map m1,
+    const __grid_constant__ Map m2, const __grid_constant__ Map m3, const __grid_constant__ Map m4,
     long long s0, long long s1, long long s2, long long s3, long long s4, long long s5,
     long long s6, long long s7, long long s8, long long s9, long long s10, long long s11,
     long long s12, long long s13, long long s14, long long s15, long long s16, long long s17,

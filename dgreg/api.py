@@ -71,14 +71,17 @@ def _repeat(launch_at: Any, remake: Callable[..., GemmCall], new_d: Callable[[An
     return repeat
 
 
-def _remade(remake: Callable[..., GemmCall], runner: Any, x_aligned: bool) -> Callable[..., Any]:
+def _remade(remake: Callable[..., GemmCall], runner: Any, new_d: Callable[[Any], Any],
+            x_aligned: bool) -> Callable[..., Any]:
     """The fast path's call where the plan keeps no arguments: the call rebuilt from the
-    tensors and run (packed and launched); None (the slow path) when a pointer is not 16-byte
-    aligned (see :func:`_repeat`)."""
+    tensors (D allocated where the caller gives none) and run (packed and launched); None (the
+    slow path) when a pointer is not 16-byte aligned (see :func:`_repeat`)."""
 
     def again(a, b, d, x, a_scale, b_scale):
         if not _aligned(a, b, d, x if x_aligned else None, a_scale, b_scale):
             return None
+        if d is None:
+            d = new_d(a.device)
         call = remake(a, b, d, x, a_scale, b_scale)
         runner(call)
         return call.d
@@ -92,8 +95,8 @@ def _run(call: GemmCall, plugin: str | None, key: Any = None,
     """Plan and run ``call``; with a ``key`` and ``remake``, keep the fast path's entry
     ``(remake, runner, again)``. With ``new_d`` (which allocates D for calls without one),
     ``again(a, b, d, x, a_scale, b_scale)`` is :func:`_repeat` where the plan has a pointer
-    launcher, else :func:`_remade`; without it (``k_grouped_gemm_contiguous``, whose calls
-    take more tensors), None."""
+    launcher, else :func:`_remade`; both allocate D with ``new_d`` before ``remake`` sees it.
+    Without ``new_d`` (``k_grouped_gemm_contiguous``, whose calls take more tensors), None."""
     p = call.problem
     if p.is_empty or p.k == 0:
         dispatch.check_pin(plugin)  # a bad pin is an error even when nothing needs a kernel
@@ -106,7 +109,7 @@ def _run(call: GemmCall, plugin: str | None, key: Any = None,
         again = None
         if new_d is not None:
             launcher = reuse(call) if reuse is not None else None
-            again = _remade(remake, runner, x_aligned) if launcher is None else \
+            again = _remade(remake, runner, new_d, x_aligned) if launcher is None else \
                 _repeat(launcher, remake, new_d, x_aligned)
         _FAST[key] = (remake, runner, again)
     return call.d
@@ -153,9 +156,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | None = None, *,
     def new_d(device):
         return torch.empty(d_shape, dtype=d_dtype, device=device)
 
-    def remake(a, b, d, c, a_scale, b_scale):
-        if d is None:
-            d = new_d(a.device)
+    def remake(a, b, d, c, a_scale, b_scale):  # d: the caller's or a new one (see _run)
         if ta:
             a = a.t()
             a_scale = a_scale.t() if a_scale is not None else None
@@ -210,9 +211,7 @@ def m_grouped_gemm_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor 
     def new_d(device):  # rows no group writes read as zeros, as on the first call
         return torch.zeros(d_shape, dtype=d_dtype, device=device)
 
-    def remake(a, b, d, grouped_layout, a_scale, b_scale):
-        if d is None:
-            d = new_d(a.device)
+    def remake(a, b, d, grouped_layout, a_scale, b_scale):  # d: given (see _run)
         if tb:
             b = b.transpose(1, 2)
             b_scale = b_scale.transpose(1, 2) if b_scale is not None else None
@@ -257,9 +256,7 @@ def m_grouped_gemm_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor | No
     def new_d(device):  # rows no group writes read as zeros, as on the first call
         return torch.zeros(d_shape, dtype=d_dtype, device=device)
 
-    def remake(a, b, d, masked_m, a_scale, b_scale):
-        if d is None:
-            d = new_d(a.device)
+    def remake(a, b, d, masked_m, a_scale, b_scale):  # d: given (see _run)
         return GemmCall(spec, problem, a, b, d, None, a_scale, b_scale, masked_m)
 
     return _run(call, plugin, key, remake, new_d)

@@ -337,7 +337,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             const __grid_constant__ CUtensorMap map_b,    // [(G *) N, K], box [BN, 128 bytes]
             const __grid_constant__ CUtensorMap map_sfa,  // [(G *) KB, M_pad] f32, box [1, BM]
             const __grid_constant__ CUtensorMap map_sfb,  // SFB_ROWS: [(G *) KB, N_pad] f32, box [1, BN]
-            const __grid_constant__ CUtensorMap map_d,    // d_tma: [M, N] bf16, box [BM, 64 or BN]
+            const __grid_constant__ CUtensorMap map_d,    // d_tma: [M, N] bf16, box [EPI_ROWS, 64 or BN]
             const float* __restrict__ sfb, long long sfb_stride_n, long long sfb_stride_k,
             long long sfb_stride_g,  // 1d2d B scales [(G,) NB, KB], copied into the ring
             out_t* d, long long ldd, long long d_stride_g,
@@ -457,6 +457,11 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
     const int row_in_wg = warp * 16 + lane / 4;  // rows row_in_wg and row_in_wg + 8 of each sub-tile
     const int wg_row0 = KPAIR ? 0 : warpgroup * WG_ROWS;  // the warpgroup's first row in the tile
+    // the thread's epilogue group: its warpgroup (WG_EPI) or every writer; the group's first
+    // row, named barrier, and thread number (0 issues and awaits the group's TMA stores)
+    const int epi_row0 = WG_EPI ? wg_row0 : 0;
+    const int epi_bar = WG_EPI ? 4 + warpgroup : 1;
+    const int epi_tid = WG_EPI ? tid : static_cast<int>(threadIdx.x);
     const float* sfa_smem = reinterpret_cast<const float*>(smem + OFF_SFA);
     float total[M_SUB][ACC];
     float part[ACC];  // FP8: the partial sums of one 128-K block (unused for BF16)
@@ -782,11 +787,6 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     }
                 continue;
             } else {
-            // the epilogue group: a warpgroup (WG_EPI) or every writer, its first row, barrier
-            // and the thread that issues (and later awaits) its TMA stores
-            const int epi_row0 = WG_EPI ? wg_row0 : 0;
-            const int epi_bar = WG_EPI ? 4 + warpgroup : 1;
-            const int epi_tid = WG_EPI ? tid : static_cast<int>(threadIdx.x);
             bool whole = d_tma;  // every row of the group's part is written: the TMA may store it
             if constexpr (MIXED_STORE && GROUPED == 2) {  // the part's rows all below masked_m
                 const int local = m0 + epi_row0 - w.group * m_per_group;
@@ -868,8 +868,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
         }
     }
     if constexpr (!EPI_DIRECT) {
-        // smem must outlive the last store (each group's thread awaits its own)
-        if ((WG_EPI ? tid : static_cast<int>(threadIdx.x)) == 0) tma_store_wait_all();
+        if (epi_tid == 0) tma_store_wait_all();  // smem must outlive the group's last store
     }
     if constexpr (CLUSTER == 2) cluster_sync();  // the peer may still arrive on this CTA's barriers
 }
