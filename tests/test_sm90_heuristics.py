@@ -555,14 +555,14 @@ def test_forced_grid_size(monkeypatch):
 
 def test_epilogue_rows_follow_the_kernels_writer_groups():
     """Two math warpgroups on an unsplit tile each stage and store their own rows (the
-    kernel's WG_EPI); split-K, KPAIR and M-grouped contiguous tiles are written as a whole."""
+    kernel's WG_EPI), M-grouped ones too; split-K and KPAIR tiles are written as a whole."""
     assert Sm90GemmConfig(256, 128, 3, 132).epilogue_rows == 128
     assert Sm90GemmConfig(128, 96, 4, 132, dtype="bf16").epilogue_rows == 64
     assert Sm90GemmConfig(256, 128, 3, 132, grouped=True, masked=True).epilogue_rows == 128
     assert Sm90GemmConfig(64, 128, 4, 132).epilogue_rows == 64  # one warpgroup
     assert Sm90GemmConfig(64, 128, 4, 132, kpair=True).epilogue_rows == 64
     assert Sm90GemmConfig(128, 128, 4, 132, split_k=2).epilogue_rows == 128
-    assert Sm90GemmConfig(256, 128, 3, 132, grouped=True).epilogue_rows == 256
+    assert Sm90GemmConfig(256, 128, 3, 132, grouped=True).epilogue_rows == 128
     assert "#define EPI_ROWS 128\n" in codegen.gemm_source(Sm90GemmConfig(256, 128, 3, 132)).code
 
 

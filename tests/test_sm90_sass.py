@@ -220,3 +220,30 @@ def test_fp8_inflight_keeps_one_k_block_of_wgmma_running_during_the_promotion(cf
     assert summary.count("FFMA") == 5 * cfg.block_n // 2 * copies
     for warning in ("C7508", "C7510", "C7511", "C7514", "C7517"):
         assert warning not in built.ptxas_report, warning
+
+
+def _k_block_body(sass: str) -> list[str]:
+    """The instructions of the first K block of the kernel's math loop: from the full-stage
+    wait before its first tensor-core instruction to the stage's release after it."""
+    lines = [line.split("*/", 1)[1].split(";")[0].strip() for line in sass.splitlines()
+             if line.strip().startswith("/*") and "*/" in line and ";" in line]
+    first = next(i for i, text in enumerate(lines) if "GMMA" in text)
+    start = max(i for i in range(first) if "TRYWAIT" in lines[i])
+    end = next(i for i in range(first, len(lines)) if "SYNCS.ARRIVE" in lines[i])
+    return lines[start:end + 1]
+
+
+@pytest.mark.parametrize("block_n", [128, 112])
+def test_m_grouped_k_loops_are_as_lean_as_the_dense_one(block_n, tmp_path):
+    """The M-grouped epilogues decide per warp whether a tile's rows may be TMA-stored: a
+    decision ptxas could not prove warp-uniform made every loop-carried value (stage, phase,
+    shared addresses) per-thread, and each wgmma's descriptors then went through R2UR moves:
+    15 more instructions per K block, 3-7% of these kernels' time on an H200
+    (benchmarks/NOTES.md). Their K block must compile as the dense kernel's does."""
+    dense = _k_block_body(_sass(Sm90GemmConfig(256, block_n, 3, 132), tmp_path / "dense"))
+    for grouping in ({"grouped": True}, {"grouped": True, "masked": True}):
+        cfg = Sm90GemmConfig(256, block_n, 3, 132, **grouping)
+        body = _k_block_body(_sass(cfg, tmp_path / cfg.grouping))
+        r2ur = sum(text.startswith("R2UR") for text in body)
+        assert r2ur <= sum(text.startswith("R2UR") for text in dense), (cfg, r2ur)
+        assert len(body) <= len(dense) + 4, (cfg, len(body), len(dense))

@@ -234,6 +234,7 @@ __device__ __forceinline__ void store_one(__nv_bfloat16* p, float x) { *p = __fl
 struct Work {
     int tile, m_blk, n_blk, group, m0, b_row, kb_begin, kb_end;
     int second;  // GROUPED == 1, 256-row tiles: the expert of a second pass, or -1
+    int rows;    // GROUPED == 2: the expert's valid rows (masked_m)
     bool valid;  // MULTICAST: false where this CTA's tile of the pair lies outside D
 };
 
@@ -277,7 +278,8 @@ __device__ __forceinline__ bool unit_work(int unit, int rank, int m_slots, int n
         const int local = (w.m_blk % per) * BLOCK_M;
         w.m0 = w.group * m_per_group + local;
         w.b_row += w.group * n;
-        return local < __ldg(row_groups + w.group);
+        w.rows = __ldg(row_groups + w.group);
+        return local < w.rows;
     } else if constexpr (GROUPED == 1) {
         w.m0 = w.m_blk * BLOCK_M;
         w.group = __ldg(row_groups + w.m0);
@@ -307,7 +309,7 @@ __device__ __forceinline__ bool row_written(int row, int m, const Work& w, int m
     if constexpr (GROUPED == 1) return __ldg(row_groups + row) == w.group;  // this pass's expert
     if constexpr (GROUPED == 2) {  // rows past masked_m stay untouched
         const int local = row - w.group * m_per_group;
-        return local < m_per_group && local < __ldg(row_groups + w.group);
+        return local < m_per_group && local < w.rows;
     }
     return true;
 }
@@ -486,6 +488,18 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 continue;
             }
             const int m0 = w.m0, n0 = w.n_blk * BLOCK_N;
+            // M-grouped contiguous: the expert of each row this thread stores, loaded before
+            // the K loop so that the epilogue's check of the tile's rows does not wait on them
+            int row_expert[M_SUB][2];
+            if constexpr (MIXED_STORE && GROUPED == 1) {
+                #pragma unroll
+                for (int s = 0; s < M_SUB; ++s)
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int row = m0 + wg_row0 + s * 64 + row_in_wg + 8 * h;
+                        row_expert[s][h] = row < m ? __ldg(row_groups + row) : -1;
+                    }
+            }
             #pragma unroll
             for (int s = 0; s < M_SUB; ++s)
                 #pragma unroll
@@ -787,19 +801,24 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                     }
                 continue;
             } else {
-            bool whole = d_tma;  // every row of the group's part is written: the TMA may store it
+            // Every row of the group's part is written: the TMA may store it. The M-grouped
+            // checks end in a warp vote: a branch on a value ptxas cannot prove warp-uniform
+            // (it depends on the thread's warpgroup, or comes from the barrier's asm) made it
+            // keep the unit loop's stage, phase and shared addresses per thread, and move each
+            // wgmma descriptor through R2UR: 15 more instructions a K block, 2-7% of these
+            // kernels' time on an H200.
+            bool whole = d_tma;
             if constexpr (MIXED_STORE && GROUPED == 2) {  // the part's rows all below masked_m
                 const int local = m0 + epi_row0 - w.group * m_per_group;
-                whole = whole && local + EPI_ROWS <= min(m_per_group, __ldg(row_groups + w.group));
+                whole = __all_sync(0xffffffffu,
+                                   whole && local + EPI_ROWS <= min(m_per_group, w.rows));
             } else if constexpr (MIXED_STORE) {  // each thread checks the rows it holds, then all agree
                 bool mine = whole;
                 #pragma unroll
                 for (int s = 0; s < M_SUB; ++s)
                     #pragma unroll
-                    for (int h = 0; h < 2; ++h)
-                        mine = mine && row_written(m0 + wg_row0 + s * 64 + row_in_wg + 8 * h,
-                                                   m, w, m_per_group, row_groups);
-                whole = barrier_and(epi_bar, EPI_GROUP, mine);
+                    for (int h = 0; h < 2; ++h) mine &= row_expert[s][h] == w.group;
+                whole = __all_sync(0xffffffffu, barrier_and(epi_bar, EPI_GROUP, mine));
             }
             // the previous tile's TMA store, or its threads' stores, must have read the staging
             if (epi_tid == 0) tma_store_wait_read();
