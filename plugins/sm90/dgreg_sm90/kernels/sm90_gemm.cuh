@@ -367,7 +367,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     // the warp, so that the math warps' shared addresses and wgmma descriptors stay in uniform
     // registers (the K block 12 instructions shorter, none of them R2UR). Measured on an H200
     // (benchmarks/NOTES.md, "A warp-uniform warpgroup"): 0.2-4.8% faster with 256-row tiles,
-    // but 1-5% slower with 64- and 128-row ones, which keep the plain division.
+    // but up to 5% slower with some 64- and 128-row ones, which keep the plain division.
     const int warpgroup = M_SUB == 2 ? __shfl_sync(0xffffffffu, threadIdx.x / 128, 0)
                                      : static_cast<int>(threadIdx.x / 128);
     const int rank = CLUSTER == 1 ? 0 : static_cast<int>(cluster_rank());
