@@ -233,6 +233,10 @@ def _k_block_body(sass: str) -> list[str]:
     return lines[start:end + 1]
 
 
+def _not_ffma(body: list[str]) -> int:
+    return sum(not text.startswith("FFMA") for text in body)
+
+
 @pytest.mark.parametrize("block_n", [128, 112])
 def test_m_grouped_k_loops_are_as_lean_as_the_dense_one(block_n, tmp_path):
     """The M-grouped epilogues decide per warp whether a tile's rows may be TMA-stored: a
@@ -248,4 +252,5 @@ def test_m_grouped_k_loops_are_as_lean_as_the_dense_one(block_n, tmp_path):
         body = _k_block_body(_sass(cfg, tmp_path / cfg.grouping))
         r2ur = sum(text.startswith("R2UR") for text in body)
         assert r2ur <= sum(text.startswith("R2UR") for text in dense), (cfg, r2ur)
-        assert len(body) <= len(dense) + 4, (cfg, len(body), len(dense))
+        # (the promotion's FFMAs may fall on either side of the stage's release)
+        assert _not_ffma(body) <= _not_ffma(dense) + 4, (cfg, _not_ffma(body), _not_ffma(dense))

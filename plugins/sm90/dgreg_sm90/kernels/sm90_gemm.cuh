@@ -621,17 +621,20 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
                 }
                 return;
             }
-            for (int kb = w.kb_begin; kb < w.kb_end; ++kb) {
+            // 1d2d B scales read from global memory (256-row tiles): the first scale block's for
+            // K block kb, stepped along K, and the next blocks' at fixed offsets from it
+            const float* sfb_kb = group_sfb + nb0 * sfb_stride_n + w.kb_begin * sfb_stride_k;
+            const long long sfb_off1 = (nb1 - nb0) * sfb_stride_n, sfb_off2 = (nb2 - nb0) * sfb_stride_n;
+            for (int kb = w.kb_begin; kb < w.kb_end; ++kb, sfb_kb += sfb_stride_k) {
                 if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {  // the other warpgroup's block
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
                     continue;
                 }
                 float sb0 = 0.0f, sb1 = 0.0f, sb2 = 0.0f;
                 if constexpr (!SFB_ROWS && !SFB_RING) {
-                    sb0 = __ldg(group_sfb + nb0 * sfb_stride_n + kb * sfb_stride_k);
-                    sb1 = __ldg(group_sfb + nb1 * sfb_stride_n + kb * sfb_stride_k);
-                    sb2 = BLOCK_N > 128 ? __ldg(group_sfb + nb2 * sfb_stride_n + kb * sfb_stride_k)
-                                        : sb1;
+                    sb0 = __ldg(sfb_kb);
+                    sb1 = __ldg(sfb_kb + sfb_off1);
+                    sb2 = BLOCK_N > 128 ? __ldg(sfb_kb + sfb_off2) : sb1;
                 }
                 mbar_wait(bar_full + stage * 8, phase);
                 if constexpr (SFB_RING) {
