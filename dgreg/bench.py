@@ -163,8 +163,8 @@ def _check(d: torch.Tensor, ref: torch.Tensor, what: str, limit: float = 1e-3) -
 
 def _checked(case: dict[str, Any], what: str) -> float:
     """A prepared case's dgreg call run once on a poisoned D and checked against the case's
-    float64 reference (:func:`_check`, at the case's limit): its calc_diff. For scripts that
-    check a case again (another config, another kernel build) before they time it."""
+    float64 reference (:func:`_check`, at the case's limit): its calc_diff. The bench's first
+    check, and scripts' checks of a case again (another config, another kernel build)."""
     case["d"].fill_(float("nan"))
     case["ours"]()
     return _check(case["d"], case["ref"], what, case["limit"])
@@ -319,8 +319,7 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
         case = prepare(*shape)
         ours, theirs = case["ours"], case["theirs"]
         what = "/".join(map(str, shape))
-        ours()
-        diff = _check(case["d"], case["ref"], f"dgreg {what}", case["limit"])
+        diff = _checked(case, f"dgreg {what}")
         try:
             their_diff = _check(theirs(), case.get("their_ref", case["ref"]), f"{vendor} {what}",
                                 case["limit"])

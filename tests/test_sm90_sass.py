@@ -20,6 +20,7 @@ from dgreg import config
 from dgreg.jit import KernelCache, build, compile_source
 from dgreg.registry import get_registry
 from dgreg.sass import disassemble, find_tool, summarize
+from dgreg.sass.inspect import listing
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 
@@ -223,18 +224,18 @@ def test_fp8_inflight_keeps_one_k_block_of_wgmma_running_during_the_promotion(cf
 
 
 def _k_block_body(sass: str) -> list[str]:
-    """The instructions of the first K block of the kernel's math loop: from the full-stage
-    wait before its first tensor-core instruction to the stage's release after it."""
-    lines = [line.split("*/", 1)[1].split(";")[0].strip() for line in sass.splitlines()
-             if line.strip().startswith("/*") and "*/" in line and ";" in line]
-    first = next(i for i, text in enumerate(lines) if "GMMA" in text)
-    start = max(i for i in range(first) if "TRYWAIT" in lines[i])
-    end = next(i for i in range(first, len(lines)) if "SYNCS.ARRIVE" in lines[i])
-    return lines[start:end + 1]
+    """The opcodes of the first K block of the kernel's math loop: from the full-stage wait
+    before its first tensor-core instruction to the stage's release after it."""
+    (lines,) = listing(sass).values()
+    ops = [line.opcode for line in lines]
+    first = next(i for i, op in enumerate(ops) if "GMMA" in op)
+    start = max(i for i in range(first) if "TRYWAIT" in ops[i])
+    end = next(i for i in range(first, len(ops)) if ops[i].startswith("SYNCS.ARRIVE"))
+    return ops[start:end + 1]
 
 
 def _not_ffma(body: list[str]) -> int:
-    return sum(not text.startswith("FFMA") for text in body)
+    return sum(op != "FFMA" for op in body)
 
 
 @pytest.mark.parametrize("block_n", [128, 112])
@@ -246,11 +247,11 @@ def test_m_grouped_k_loops_are_as_lean_as_the_dense_one(block_n, tmp_path):
     (benchmarks/NOTES.md). Their K block must compile as the dense kernel's does, whose
     256-row tiles keep every descriptor in uniform registers (a warp-uniform warpgroup)."""
     dense = _k_block_body(_sass(Sm90GemmConfig(256, block_n, 3, 132), tmp_path / "dense"))
-    assert not any(text.startswith("R2UR") for text in dense), dense
+    assert "R2UR" not in dense, dense
     for grouping in ({"grouped": True}, {"grouped": True, "masked": True}):
         cfg = Sm90GemmConfig(256, block_n, 3, 132, **grouping)
         body = _k_block_body(_sass(cfg, tmp_path / cfg.grouping))
-        r2ur = sum(text.startswith("R2UR") for text in body)
-        assert r2ur <= sum(text.startswith("R2UR") for text in dense), (cfg, r2ur)
+        r2ur = body.count("R2UR")
+        assert r2ur <= dense.count("R2UR"), (cfg, r2ur)
         # (the promotion's FFMAs may fall on either side of the stage's release)
         assert _not_ffma(body) <= _not_ffma(dense) + 4, (cfg, _not_ffma(body), _not_ffma(dense))
