@@ -306,6 +306,15 @@ def _label(shape: tuple[Any, ...]) -> str:
     return " ".join(f"{v:>6}" if isinstance(v, int) else f"{v:>10}" for v in shape)
 
 
+def _config_label(res: Any) -> str:
+    """What a bench row ran: the plugin's kernel config, or the fallback the call took where
+    no plugin offers a kernel (a GPU without the arch's plugin installed)."""
+    if res.choice is not None:
+        return repr(res.choice.config)
+    chosen = res.chosen
+    return f"fallback: {chosen.kernel_id if chosen is not None else 'none'}"
+
+
 def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """dgreg against the library of the suite on ``shapes`` (default: the suite's table)."""
@@ -320,6 +329,11 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
         ours, theirs = case["ours"], case["theirs"]
         what = "/".join(map(str, shape))
         diff = _checked(case, f"dgreg {what}")
+        op, problem, *fields = case["explain"]
+        res = dgreg.explain(op, problem, file=None, **(fields[0] if fields else {}))
+        config = _config_label(res)
+        if res.choice is None:
+            log(f"  dgreg {what}: no plugin kernel on this device, timing the {config}")
         try:
             their_diff = _check(theirs(), case.get("their_ref", case["ref"]), f"{vendor} {what}",
                                 case["limit"])
@@ -336,7 +350,8 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
             return us
 
         t_ours, t_theirs = _alternating(ours, theirs, kernel_us)
-        timed.append((shape, deepgemm, case, ours, theirs, diff, their_diff, names, t_ours, t_theirs))
+        timed.append((shape, deepgemm, case, ours, theirs, diff, their_diff, names, t_ours,
+                      t_theirs, config))
     peaks = measure_peaks(peak_kind)  # after the kernel times: its loops heat the card too
     device = torch.cuda.get_device_name()
     log(f"device {device}; measured peaks: {peak_kind.upper()} {peaks['peak_tflops']:.0f} TFLOPS "
@@ -348,19 +363,17 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
     log(header)
     log("-" * len(header))
     rows = []
-    for shape, deepgemm, case, ours, theirs, diff, their_diff, names, t_ours, t_theirs in timed:
+    for shape, deepgemm, case, ours, theirs, diff, their_diff, names, t_ours, t_theirs, config in timed:
         c_ours, c_theirs = _alternating(ours, theirs, call_time_us)
         flops, nbytes = case["flops"], case["bytes"]
         floor_us = max(flops / (peaks["peak_tflops"] * 1e6), nbytes / (peaks["peak_gbps"] * 1e3))
-        op, problem, *fields = case["explain"]
-        config = dgreg.explain(op, problem, file=None, **(fields[0] if fields else {})).choice.config
         row = {
             "shape": list(shape), "calc_diff": diff, "vendor_calc_diff": their_diff,
             "kernel_us": t_ours, "call_us": c_ours, "vendor_kernel_us": t_theirs,
             "vendor_call_us": c_theirs, "tflops": flops / t_ours / 1e6,
             "gbps": nbytes / t_ours / 1e3, "roofline": floor_us / t_ours,
             "vendor_tflops": flops / t_theirs / 1e6, "speedup_kernel": t_theirs / t_ours,
-            "speedup_call": c_theirs / c_ours, "kernels": names, "config": repr(config),
+            "speedup_call": c_theirs / c_ours, "kernels": names, "config": config,
         }
         if kind in ("fp8", "bf16"):
             row.update(m=shape[0], n=shape[1], k=shape[2])

@@ -60,3 +60,23 @@ def test_suite_takes_every_kernel_time_before_any_per_call_loop(monkeypatch):
     assert seen == ["kernel"] * 4 + ["call"] * 4
     assert [row["kernel_us"] for row in result["rows"]] == [1.0, 1.0]
     assert [row["kernels"] for row in result["rows"]] == [["k"], ["k"]]
+
+
+def test_a_row_names_the_fallback_where_no_plugin_offers_a_kernel() -> None:
+    """Without the arch's plugin the bench times the fallback; its rows say so instead of
+    failing on a missing config."""
+    import dgreg
+    from dgreg import config
+    from dgreg.registry import reset_registry
+
+    with config.scope(DGREG_PLUGINS=("sm90",)):
+        reset_registry()
+        served = dgreg.explain("fp8_gemm", (4096, 4096, 7168), device="h200", file=None)
+        assert bench._config_label(served) == repr(served.choice.config)
+        assert bench._config_label(served).startswith("Sm90GemmConfig(fp8, block_m=")
+    with config.scope(DGREG_PLUGINS=()):  # the reference alone
+        reset_registry()
+        fallback = dgreg.explain("fp8_gemm", (4096, 4096, 7168), device="h200", file=None)
+        assert fallback.choice is None
+        assert bench._config_label(fallback) == "fallback: reference.torch"
+    reset_registry()
