@@ -307,12 +307,11 @@ def _label(shape: tuple[Any, ...]) -> str:
 
 
 def _config_label(res: Any) -> str:
-    """What a bench row ran: the plugin's kernel config, or the fallback the call took where
-    no plugin offers a kernel (a GPU without the arch's plugin installed)."""
+    """What a bench row ran: the plugin's kernel config, else the chosen kernel, marked where
+    it is the fallback (no plugin offers a kernel: a GPU without the arch's plugin)."""
     if res.choice is not None:
         return repr(res.choice.config)
-    chosen = res.chosen
-    return f"fallback: {chosen.kernel_id if chosen is not None else 'none'}"
+    return ("fallback: " if res.is_fallback else "") + res.chosen.kernel_id
 
 
 def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
@@ -332,7 +331,7 @@ def run_suite(kind: str, shapes: list[tuple[int, ...]] | None = None, *,
         op, problem, *fields = case["explain"]
         res = dgreg.explain(op, problem, file=None, **(fields[0] if fields else {}))
         config = _config_label(res)
-        if res.choice is None:
+        if res.is_fallback:
             log(f"  dgreg {what}: no plugin kernel on this device, timing the {config}")
         try:
             their_diff = _check(theirs(), case.get("their_ref", case["ref"]), f"{vendor} {what}",

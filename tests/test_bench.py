@@ -54,7 +54,7 @@ def test_suite_takes_every_kernel_time_before_any_per_call_loop(monkeypatch):
     monkeypatch.setattr(bench, "kernel_time_us", lambda fn: seen.append("kernel") or (1.0, ["k"]))
     monkeypatch.setattr(bench, "call_time_us", lambda fn: seen.append("call") or 2.0)
     monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda: "fake GPU", raising=False)
-    picked = SimpleNamespace(choice=SimpleNamespace(config="config"))
+    picked = SimpleNamespace(choice=SimpleNamespace(config="config"), is_fallback=False)
     monkeypatch.setattr(bench.dgreg, "explain", lambda *args, **kwargs: picked)
     result = bench.run_suite("fake", [(64, 128, 256), (128, 256, 512)], log=lambda line: None)
     assert seen == ["kernel"] * 4 + ["call"] * 4
@@ -79,4 +79,3 @@ def test_a_row_names_the_fallback_where_no_plugin_offers_a_kernel() -> None:
         fallback = dgreg.explain("fp8_gemm", (4096, 4096, 7168), device="h200", file=None)
         assert fallback.choice is None
         assert bench._config_label(fallback) == "fallback: reference.torch"
-    reset_registry()
