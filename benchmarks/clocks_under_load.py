@@ -6,8 +6,14 @@ cycle. For each shape and library: about ``--seconds`` of back-to-back calls (L2
 between calls, as the bench does), with ``nvidia-smi`` sampling the SM clock and the power
 draw every 20 ms; the kernel time per call comes from CUDA events over the same loop (flush
 included, then the flush alone subtracted). The two libraries alternate, twice each.
+With ``--variants``, dgreg alone instead: each named variant of the timeline probe (see
+`timeline_probe_sm90.py`; "base" is the shipped kernel) on the config ``--config`` (the form
+of ``DGREG_SM90_CONFIG``), alternating, twice each; the kernels come from the JIT cache
+(prebuild them with the probe's ``--prebuild``).
 
     DGREG_PLUGINS=sm90 python benchmarks/clocks_under_load.py 4096 4096 7168 [M N K ...]
+    DGREG_PLUGINS=sm90 python benchmarks/clocks_under_load.py 4096 8448 7168 \
+        --variants base,nopromo --config block_m=256,block_n=128,stages=3
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import subprocess
 import time
 
 import torch
-from sm90_forced import prepared_case
+from sm90_forced import forced_plan, prepared_case
+from timeline_probe_sm90 import use
 
+import dgreg
 from dgreg.bench import _flush
 
 
@@ -61,6 +69,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mnk", type=int, nargs="+", help="M N K, once per shape")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--variants", help="timeline probe variants of dgreg's kernel, "
+                        "comma-separated, instead of dgreg against cuBLASLt")
+    parser.add_argument("--config", default="", help="the forced config of --variants")
     args = parser.parse_args()
     shapes = [tuple(args.mnk[i:i + 3]) for i in range(0, len(args.mnk), 3)]
     print(f"device {torch.cuda.get_device_name()}; {args.seconds:.0f} s per run, "
@@ -70,12 +81,17 @@ def main() -> int:
     for shape in shapes:
         case = prepared_case(["fp8", *shape])
         case.pop("ref")
+        runs = [("ours", "dgreg", None), ("theirs", "cuBLASLt", None)]
+        if args.variants:
+            runs = [("ours", v, v) for v in args.variants.split(",")]
         for rep in range(2):
-            for name in ("ours", "theirs"):
+            for name, label, variant in runs:
+                if variant:
+                    use(variant)
+                    forced_plan("fp8_gemm", dgreg.Problem(*shape), args.config)
                 r = _sampled(case[name], args.seconds)
                 kernel = r["us"] - flush_us
                 tflops = case["flops"] / kernel / 1e6
-                label = "dgreg" if name == "ours" else "cuBLASLt"
                 print(f"{' x '.join(map(str, shape)):>18} {label:>9} run {rep + 1}: "
                       f"{kernel:7.1f} us {tflops:6.0f} TFLOPS  SM {r['mhz']:5.0f} MHz  "
                       f"{r['watts']:5.0f} W  ({r['calls']} calls, {r['samples']} samples)  "

@@ -10,7 +10,10 @@ results and are timed only).
 Variants of ``sm90_gemm.cuh``: base; nomath (the math warps wait for each stage and hand it
 back at once: the TMA stream alone, then the epilogue; wrong results); noload (the producer
 arrives on each stage without loading it: the math alone); empty (both); nopromo (the 1d2d
-promotion never runs: the wgmma groups, their waits and the ring alone); nohint (B tiles
+promotion never runs: the wgmma groups, their waits and the ring alone); nowait (256-row
+tiles wait for their wgmma once per K block, not per 64-row sub-tile; the promotion as in
+nopromo); n64 (each m64n128k32 wgmma issued as two m64n64k32); halves (256 x 128 tiles: four m64n64
+groups a block in two partials, each promotion under the next group; see `_HALVES_LOOP`); nohint (B tiles
 loaded without the L2 evict-first policy); trace (base with
 ``printf`` of %globaltimer at the kernel's start, after the barrier set-up, at the producer's
 first and last issue, at the math warps' first full stage, the end of their K loop and the end
@@ -93,9 +96,9 @@ _TRACE = [
     ("            if constexpr (KPAIR) {  // the second warpgroup's totals join the first's",
      "            probe_loop = probe_gt();\n            ++probe_units;\n"
      "            if constexpr (KPAIR) {  // the second warpgroup's totals join the first's"),
-    ("        if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store\n"
+    ("        if (epi_tid == 0) tma_store_wait_all();  // smem must outlive the group's last store\n"
      "    }\n",
-     "        if (threadIdx.x == 0) tma_store_wait_all();  // smem must outlive the last store\n"
+     "        if (epi_tid == 0) tma_store_wait_all();  // smem must outlive the group's last store\n"
      "    }\n    if (threadIdx.x % 128 == 0)\n"
      '        printf("TLM %d %d %llu %llu %llu %llu %llu %lld %d %lld\\n", blockIdx.x, threadIdx.x,'
      " probe_t0, probe_t1, probe_full, probe_loop, probe_gt(), probe_fwait, probe_units,"
@@ -298,15 +301,111 @@ _KEEPBASE = [("    const uint32_t base = (raw + 1023u) & ~1023u;\n",
               "    uint32_t base = (raw + 1023u) & ~1023u;\n    asm volatile(\"\" : \"+r\"(base));\n")]
 # noregs: no setmaxnreg (one math warpgroup: 256 threads may hold 255 registers each anyway)
 _NOREGS = [("        regs_dealloc<40>();\n", "\n"), ("    regs_alloc<232>();\n", "\n")]
+# nowait (with nopromo): a 256-row tile's two sub-tiles chained on one accumulator, so that
+# each warpgroup waits for its wgmma once per K block instead of once per 64-row sub-tile, and
+# only the last sub-tile's promotion is kept in the code (wrong results): what the per-sub-tile
+# wait costs the tensor core
+_NOWAIT = [("                        wgmma_tile(part, da, db, kk > 0);\n",
+            "                        wgmma_tile(part, da, db, kk > 0 || s > 0);\n"),
+           ("                    wgmma_commit();\n                    wgmma_wait<0>();\n"
+            "                    #pragma unroll\n                    for (int i = 0; i < ACC; ++i) fence_operand(part[i]);\n",
+            "                    wgmma_commit();\n                    if (s == M_SUB - 1) wgmma_wait<0>();\n"
+            "                    #pragma unroll\n                    for (int i = 0; i < ACC; ++i) fence_operand(part[i]);\n"),
+           ("                        promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],\n",
+            "                        if (s == M_SUB - 1 && sa[s][0] == -1.5e38f) promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],\n")]
+
+
+def _n64() -> list[tuple[str, str]]:
+    """n64: each m64n128k32 wgmma of a 128-column tile issued as two m64n64k32 on the halves
+    of its accumulator and of the B tile (right results; A read from shared memory twice as
+    often): whether the wgmma's shared-memory reads bound the tensor core."""
+    from dgreg_sm90 import codegen
+    half = "*reinterpret_cast<float (*)[32]>(&part[{}])"
+    return [("// 1d2d promotion of one 64-row sub-tile's partial sums",
+             "static_assert(BLOCK_N == 128, \"n64: 128-column tiles\");\n"
+             + codegen.wgmma_tile(64) + "// 1d2d promotion of one 64-row sub-tile's partial sums"),
+            ("                        wgmma_tile(part, da, db, kk > 0);\n",
+             f"                        wgmma_tile({half.format(0)}, da, db, kk > 0);\n"
+             f"                        wgmma_tile({half.format(32)}, da,"
+             " gmma_desc_k128b(b_tile + 64 * ROW_BYTES) + 2 * kk, kk > 0);\n")]
+
+
+# halves: a 256 x 128 FP8 tile's K loop as four m64n64 groups per warpgroup and block (each
+# 64-row sub-tile's two 64-column halves), in two 32-register partials taken in turn, so that
+# three of the four promotions run while the warpgroup's next group is in flight (the registers
+# of today's one 64-register partial; right results). (Keeping the next block's first group in
+# flight over the last promotion made ptxas serialise every wgmma, C7514.)
+_HALVES_LOOP = r"""
+            if constexpr (M_SUB == 2 && BLOCK_N == 128 && IS_FP8 && !SFB_ROWS && !KPAIR) {
+            static_assert(S::first == 16, "halves: one B scale block per tile");
+            float pa[32], pb[32];
+            auto issue = [&](float (&acc)[32], uint32_t a_tile, uint32_t b_tile) {
+                #pragma unroll
+                for (int i = 0; i < 32; ++i) fence_operand(acc[i]);
+                wgmma_fence();
+                #pragma unroll
+                for (int kk = 0; kk < K_STEPS; ++kk)
+                    wgmma_tile(acc, gmma_desc_k128b(a_tile) + 2 * kk, gmma_desc_k128b(b_tile) + 2 * kk,
+                               kk > 0);
+                wgmma_commit();
+            };
+            auto promote = [&](float (&t)[ACC], float (&acc)[32], int h, float x0, float x1) {
+                #pragma unroll
+                for (int i = 0; i < 32; ++i) fence_operand(acc[i]);
+                #pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    t[h * 32 + 4 * j + 0] = fmaf(acc[4 * j + 0], x0, t[h * 32 + 4 * j + 0]);
+                    t[h * 32 + 4 * j + 1] = fmaf(acc[4 * j + 1], x0, t[h * 32 + 4 * j + 1]);
+                    t[h * 32 + 4 * j + 2] = fmaf(acc[4 * j + 2], x1, t[h * 32 + 4 * j + 2]);
+                    t[h * 32 + 4 * j + 3] = fmaf(acc[4 * j + 3], x1, t[h * 32 + 4 * j + 3]);
+                }
+            };
+            for (int kb = w.kb_begin; kb < w.kb_end; ++kb, sfb_kb += sfb_stride_k) {
+                const float sb = __ldg(sfb_kb);
+                mbar_wait(bar_full + stage * 8, phase);
+                const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
+                const float x00 = sfa[row_in_wg] * sb, x01 = sfa[row_in_wg + 8] * sb;
+                const float x10 = sfa[64 + row_in_wg] * sb, x11 = sfa[64 + row_in_wg + 8] * sb;
+                const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
+                const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                issue(pa, a_tile, b_tile);
+                issue(pb, a_tile, b_tile + 64 * ROW_BYTES);
+                wgmma_wait<1>();
+                promote(total[0], pa, 0, x00, x01);
+                issue(pa, a_tile + 64 * ROW_BYTES, b_tile);
+                wgmma_wait<1>();
+                promote(total[0], pb, 1, x00, x01);
+                issue(pb, a_tile + 64 * ROW_BYTES, b_tile + 64 * ROW_BYTES);
+                wgmma_wait<1>();
+                promote(total[1], pa, 0, x10, x11);
+                wgmma_wait<0>();
+                release_stage(bar_empty, stage, lane);
+                promote(total[1], pb, 1, x10, x11);
+                if (++stage == STAGES) { stage = 0; phase ^= 1; }
+            }
+            return;
+            }
+"""
+_SFB_OFF = ("            const long long sfb_off1 = (nb1 - nb0) * sfb_stride_n,"
+            " sfb_off2 = (nb2 - nb0) * sfb_stride_n;\n")
+
+
+def _halves() -> list[tuple[str, str]]:
+    from dgreg_sm90 import codegen
+    return [("// 1d2d promotion of one 64-row sub-tile's partial sums",
+             codegen.wgmma_tile(64) + "// 1d2d promotion of one 64-row sub-tile's partial sums"),
+            (_SFB_OFF, _SFB_OFF + _HALVES_LOOP)]
+
+
 _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT, "onefence": _ONEFENCE, "noregs": _NOREGS,
-            "nopromo": _NOPROMO, "keepbase": _KEEPBASE}
+            "nopromo": _NOPROMO, "keepbase": _KEEPBASE, "nowait": _NOWAIT}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
 TIMED = ("base", "nohint", "readflush")
 # variants whose results are right (checked against the reference before they are timed)
 _CORRECT = {"base", "nohint", "readflush", "onefence", "noregs", "krot", "krot1", "promo128",
-            "promo0", "keepbase"}
+            "promo0", "keepbase", "n64", "halves"}
 # (shape, forced config: "" for the heuristics' pick)
 RUNS = [(("fp8", m, n, k), "") for m in (64, 128) for n, k in
         ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))]
@@ -338,6 +437,10 @@ def _variant_patches(part: str) -> list[tuple[str, str]]:
         return _krot(part == "krot1")
     if part in ("noa", "nob"):
         return _skip_operand(part[2].upper())
+    if part == "n64":
+        return _n64()
+    if part == "halves":
+        return _halves()
     if part in _PATCHES:
         return _PATCHES[part]
     if part in _HOST_ONLY:
