@@ -13,7 +13,8 @@ arrives on each stage without loading it: the math alone); empty (both); nopromo
 promotion never runs: the wgmma groups, their waits and the ring alone); nowait (256-row
 tiles wait for their wgmma once per K block, not per 64-row sub-tile; the promotion as in
 nopromo); n64 (each m64n128k32 wgmma issued as two m64n64k32); halves (256 x 128 tiles: four m64n64
-groups a block in two partials, each promotion under the next group; see `_HALVES_LOOP`); nohint (B tiles
+groups a block in two partials, three promotions under the next group; see `_HALVES_LOOP`);
+halfpromo and selfpromo (half the promotion's FFMAs; all of them fed from the totals); nohint (B tiles
 loaded without the L2 evict-first policy); trace (base with
 ``printf`` of %globaltimer at the kernel's start, after the barrier set-up, at the producer's
 first and last issue, at the math warps' first full stage, the end of their K loop and the end
@@ -396,10 +397,19 @@ def _halves() -> list[tuple[str, str]]:
              codegen.wgmma_tile(64) + "// 1d2d promotion of one 64-row sub-tile's partial sums"),
             (_SFB_OFF, _SFB_OFF + _HALVES_LOOP)]
 
+# halfpromo: the 1d2d promotion of the first half of each sub-tile's columns only; selfpromo:
+# every promotion FFMA kept but fed from the totals instead of the wgmma's partial sums, but
+# for the first chunk's (else ptxas drops the wgmma as dead; both wrong results): whether the promotion costs by its FFMAs' count or by reading the wgmma's
+# registers
+_HALFPROMO = [("    for (int j = 0; j < BLOCK_N / 8; ++j) {\n        const int blk = j < F",
+               "    for (int j = 0; j < BLOCK_N / 16; ++j) {\n        const int blk = j < F")]
+_SELFPROMO = [(f"fmaf(p[4 * j + {i}], ", f"fmaf(j ? t[4 * j + {i}] : p[{i}], ") for i in range(4)]
+
 
 _PATCHES = {"base": [], "nomath": _NOMATH, "noload": _NOLOAD, "empty": _NOMATH + _NOLOAD,
             "trace": _TRACE, "nohint": _NOHINT, "onefence": _ONEFENCE, "noregs": _NOREGS,
-            "nopromo": _NOPROMO, "keepbase": _KEEPBASE, "nowait": _NOWAIT}
+            "nopromo": _NOPROMO, "keepbase": _KEEPBASE, "nowait": _NOWAIT,
+            "halfpromo": _HALFPROMO, "selfpromo": _SELFPROMO}
 # variants that change the host's tensor maps, not the kernel: L2 promotion of every TMA load
 _PROMOTION = {"promo128": 128, "promo0": 0}
 TIMED = ("base", "nohint", "readflush")
