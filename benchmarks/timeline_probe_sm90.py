@@ -11,11 +11,11 @@ Variants of ``sm90_gemm.cuh``: base; nomath (the math warps wait for each stage 
 back at once: the TMA stream alone, then the epilogue; wrong results); noload (the producer
 arrives on each stage without loading it: the math alone); empty (both); nopromo (the 1d2d
 promotion never runs: the wgmma groups, their waits and the ring alone); nowait (256-row
-tiles wait for their wgmma once per K block, not per 64-row sub-tile; the promotion as in
-nopromo); n64 (each m64n128k32 wgmma issued as two m64n64k32); halves (256 x 128 tiles: four m64n64
-groups a block in two partials, three promotions under the next group; see `_HALVES_LOOP`);
-halfpromo and selfpromo (half the promotion's FFMAs; all of them fed from the totals); nohint (B tiles
-loaded without the L2 evict-first policy); trace (base with
+tiles wait for their wgmma once per K block, not per 64-row sub-tile; the promotion left out
+as in nopromo); n64 (each m64n128k32 wgmma issued as two m64n64k32); halves (256 x 128 tiles:
+four m64n64 groups a block in two partials, three promotions under the next group; see
+`_HALVES_LOOP`); halfpromo and selfpromo (half the promotion's FFMAs; all of them fed from the
+totals); nohint (B tiles loaded without the L2 evict-first policy); trace (base with
 ``printf`` of %globaltimer at the kernel's start, after the barrier set-up, at the producer's
 first and last issue, at the math warps' first full stage, the end of their K loop and the end
 of the kernel, and the cycles each side spent waiting on the ring). Host-side variants of the
@@ -302,10 +302,10 @@ _KEEPBASE = [("    const uint32_t base = (raw + 1023u) & ~1023u;\n",
               "    uint32_t base = (raw + 1023u) & ~1023u;\n    asm volatile(\"\" : \"+r\"(base));\n")]
 # noregs: no setmaxnreg (one math warpgroup: 256 threads may hold 255 registers each anyway)
 _NOREGS = [("        regs_dealloc<40>();\n", "\n"), ("    regs_alloc<232>();\n", "\n")]
-# nowait (with nopromo): a 256-row tile's two sub-tiles chained on one accumulator, so that
-# each warpgroup waits for its wgmma once per K block instead of once per 64-row sub-tile, and
-# only the last sub-tile's promotion is kept in the code (wrong results): what the per-sub-tile
-# wait costs the tensor core
+# nowait: a 256-row tile's two sub-tiles chained on one accumulator, so that each warpgroup
+# waits for its wgmma once per K block instead of once per 64-row sub-tile, and only the last
+# sub-tile's promotion kept in the code, behind nopromo's branch (so not composed with nopromo;
+# wrong results): what the per-sub-tile wait costs the tensor core
 _NOWAIT = [("                        wgmma_tile(part, da, db, kk > 0);\n",
             "                        wgmma_tile(part, da, db, kk > 0 || s > 0);\n"),
            ("                    wgmma_commit();\n                    wgmma_wait<0>();\n"
@@ -316,15 +316,21 @@ _NOWAIT = [("                        wgmma_tile(part, da, db, kk > 0);\n",
             "                        if (s == M_SUB - 1 && sa[s][0] == -1.5e38f) promote_split<S::first, S::second>(total[s], part, sa[s][0], sa[s][1],\n")]
 
 
+def _with_m64n64() -> tuple[str, str]:
+    """The patch that adds the m64n64 wgmma wrapper (an overload of the tile's own, on a
+    32-register accumulator) to a 128-column tile's kernel."""
+    from dgreg_sm90 import codegen
+    anchor = "// 1d2d promotion of one 64-row sub-tile's partial sums"
+    return (anchor, "static_assert(BLOCK_N == 128, \"m64n64 halves of 128-column tiles\");\n"
+            + codegen.wgmma_tile(64) + anchor)
+
+
 def _n64() -> list[tuple[str, str]]:
     """n64: each m64n128k32 wgmma of a 128-column tile issued as two m64n64k32 on the halves
     of its accumulator and of the B tile (right results; A read from shared memory twice as
     often): whether the wgmma's shared-memory reads bound the tensor core."""
-    from dgreg_sm90 import codegen
     half = "*reinterpret_cast<float (*)[32]>(&part[{}])"
-    return [("// 1d2d promotion of one 64-row sub-tile's partial sums",
-             "static_assert(BLOCK_N == 128, \"n64: 128-column tiles\");\n"
-             + codegen.wgmma_tile(64) + "// 1d2d promotion of one 64-row sub-tile's partial sums"),
+    return [_with_m64n64(),
             ("                        wgmma_tile(part, da, db, kk > 0);\n",
              f"                        wgmma_tile({half.format(0)}, da, db, kk > 0);\n"
              f"                        wgmma_tile({half.format(32)}, da,"
@@ -392,15 +398,13 @@ _SFB_OFF = ("            const long long sfb_off1 = (nb1 - nb0) * sfb_stride_n,"
 
 
 def _halves() -> list[tuple[str, str]]:
-    from dgreg_sm90 import codegen
-    return [("// 1d2d promotion of one 64-row sub-tile's partial sums",
-             codegen.wgmma_tile(64) + "// 1d2d promotion of one 64-row sub-tile's partial sums"),
-            (_SFB_OFF, _SFB_OFF + _HALVES_LOOP)]
+    return [_with_m64n64(), (_SFB_OFF, _SFB_OFF + _HALVES_LOOP)]
+
 
 # halfpromo: the 1d2d promotion of the first half of each sub-tile's columns only; selfpromo:
 # every promotion FFMA kept but fed from the totals instead of the wgmma's partial sums, but
-# for the first chunk's (else ptxas drops the wgmma as dead; both wrong results): whether the promotion costs by its FFMAs' count or by reading the wgmma's
-# registers
+# for the first chunk's (else ptxas drops the wgmma as dead); both wrong results: whether the
+# promotion costs by its FFMAs' count or by reading the wgmma's registers
 _HALFPROMO = [("    for (int j = 0; j < BLOCK_N / 8; ++j) {\n        const int blk = j < F",
                "    for (int j = 0; j < BLOCK_N / 16; ++j) {\n        const int blk = j < F")]
 _SELFPROMO = [(f"fmaf(p[4 * j + {i}], ", f"fmaf(j ? t[4 * j + {i}] : p[{i}], ") for i in range(4)]
