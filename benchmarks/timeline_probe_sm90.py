@@ -137,8 +137,14 @@ def _krot(consecutive: bool) -> list[tuple[str, str]]:
     producer = _STAGE_FULL
     math = ("                if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {"
             "  // the other warpgroup's block\n")
+    # the math loop steps its B-scale pointer along K: in rotated order each block's is formed
+    # from the first block's (an inner pointer of the same name)
+    math_head = "for (int kb = w.kb_begin; kb < w.kb_end; ++kb, sfb_kb += sfb_stride_k) {\n"
+    indent = " " * 16
+    math_rotated = (f"const float* const sfb0_ = sfb_kb;\n{indent}" + rotated(indent) +
+                    f"{indent}const float* sfb_kb = sfb0_ + (kb - w.kb_begin) * sfb_stride_k;\n")
     return [(head + producer, rotated(" " * 20) + producer),
-            (head + math, rotated(" " * 16) +
+            (math_head + math, math_rotated +
              math.replace("((kb - w.kb_begin) & 1)", "((kb_i - w.kb_begin) & 1)"))]
 
 
