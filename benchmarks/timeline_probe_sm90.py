@@ -74,8 +74,8 @@ _TRACE = [
      "        int stage = 0;\n        uint32_t phase = 0;\n"
      "        unsigned long long probe_first = 0, probe_last = 0, probe_t3 = 0, probe_t4 = 0;\n"
      "        long long probe_wait = 0;\n        int probe_n = 0;\n"),
-    ("        regs_dealloc<40>();\n",
-     "        regs_dealloc<40>();\n        const unsigned long long probe_t2 = probe_gt();\n"),
+    ("        regs_dealloc<PAIR ? 24 : 40>();\n",
+     "        regs_dealloc<PAIR ? 24 : 40>();\n        const unsigned long long probe_t2 = probe_gt();\n"),
     (_WAIT_EMPTY,
      "                    { if (probe_t3 == 0) probe_t3 = probe_gt(); const long long c_ = clock64();"
      " mbar_wait(bar_empty + stage * 8, phase ^ 1); probe_wait += clock64() - c_;"
@@ -307,7 +307,7 @@ _NOPROMO = [("                        promote_split<S::first, S::second>(total[s
 _KEEPBASE = [("    const uint32_t base = (raw + 1023u) & ~1023u;\n",
               "    uint32_t base = (raw + 1023u) & ~1023u;\n    asm volatile(\"\" : \"+r\"(base));\n")]
 # noregs: no setmaxnreg (one math warpgroup: 256 threads may hold 255 registers each anyway)
-_NOREGS = [("        regs_dealloc<40>();\n", "\n"), ("    regs_alloc<232>();\n", "\n")]
+_NOREGS = [("        regs_dealloc<PAIR ? 24 : 40>();\n", "\n"), ("    regs_alloc<PAIR ? 240 : 232>();\n", "\n")]
 # nowait: a 256-row tile's two sub-tiles chained on one accumulator, so that each warpgroup
 # waits for its wgmma once per K block instead of once per 64-row sub-tile, and only the last
 # sub-tile's promotion kept in the code, behind nopromo's branch (so not composed with nopromo;
@@ -533,7 +533,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(TIMED), help="timed variants, base first")
     parser.add_argument("--dtype", choices=("fp8", "bf16"), default="fp8",
                         help="the dtype of the shapes (bf16: timed only, no trace)")
-    parser.add_argument("--shapes", help="only these of the runs' shapes: MxNxK,...")
+    parser.add_argument("--shapes", help="these shapes instead of the runs': MxNxK,...")
     parser.add_argument("--config", help="this forced config (DGREG_SM90_CONFIG's form) on "
                         "every shape instead of the runs' own")
     parser.add_argument("--warm-trace", action="store_true",
@@ -547,9 +547,10 @@ def main() -> int:
         return 0
     timed = args.variants.split(",")
     runs = [((args.dtype, *shape[1:]), forced) for shape, forced in RUNS]
-    if args.shapes:
-        wanted = {tuple(map(int, s.split("x"))) for s in args.shapes.split(",")}
-        runs = [(shape, forced) for shape, forced in runs if tuple(shape[1:]) in wanted]
+    if args.shapes:  # the runs' own shapes keep their forced config; others take the pick
+        wanted = [tuple(map(int, s.split("x"))) for s in args.shapes.split(",")]
+        known = {tuple(shape[1:]): (shape, forced) for shape, forced in runs}
+        runs = [known.get(mnk, ((args.dtype, *mnk), "")) for mnk in wanted]
     runs = [(shape, pinned(shape, args.config or forced)) for shape, forced in runs]
     if ({"nomath", "noload", "empty"} & {part for v in timed for part in v.split("+")} and
             any("kpair=1" in forced for _, forced in runs)):

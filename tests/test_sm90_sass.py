@@ -223,6 +223,36 @@ def test_fp8_inflight_keeps_one_k_block_of_wgmma_running_during_the_promotion(cf
         assert warning not in built.ptxas_report, warning
 
 
+@pytest.mark.parametrize("cfg", [Sm90GemmConfig(256, 104, 3, 132),
+                                 Sm90GemmConfig(256, 72, 4, 132),
+                                 Sm90GemmConfig(256, 96, 3, 132, grouped=True),
+                                 Sm90GemmConfig(256, 80, 3, 132, grouped=True, masked=True)],
+                         ids=repr)
+def test_fp8_256_row_tiles_up_to_104_columns_keep_both_sub_tiles_in_flight(cfg, tmp_path):
+    """PAIR: a 256-row FP8 tile up to 104 columns wide issues both 64-row sub-tiles' groups
+    into their own partials, then waits for the first alone (one group left pending) and
+    promotes it while the second runs; no spills in 240 registers and no ptxas warning that
+    it serialised the wgmma."""
+    built = _compiled(cfg, tmp_path)
+    sass = disassemble(built.cubin)
+    summary = summarize(sass)
+    copies = len(codegen.split_firsts(cfg.block_n))
+    assert summary.local_memory == 0
+    assert "WARPGROUP.DEPBAR.LE gsb0, 0x1" in sass
+    assert summary.count("QGMMA") == 2 * 4 * copies
+    assert summary.count("FFMA") == 2 * cfg.block_n // 2 * copies
+    for warning in ("C7508", "C7510", "C7511", "C7514", "C7517"):
+        assert warning not in built.ptxas_report, warning
+
+
+def test_fp8_256_row_tiles_wider_than_104_columns_keep_one_group_at_a_time(tmp_path):
+    """A 256 x 112 tile's totals and two partials would not fit: it waits for each
+    sub-tile's group before it issues the next."""
+    sass = _sass(Sm90GemmConfig(256, 112, 3, 132), tmp_path)
+    assert "WARPGROUP.DEPBAR.LE gsb0, 0x1" not in sass
+    assert summarize(sass).local_memory == 0
+
+
 def _k_block_body(sass: str) -> list[str]:
     """The opcodes of the first K block of the kernel's math loop: from the full-stage wait
     before its first tensor-core instruction to the stage's release after it."""

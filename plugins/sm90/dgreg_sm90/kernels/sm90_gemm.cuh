@@ -18,7 +18,9 @@
 // handed back one block later (one stage of the ring less for the TMA). FP8 with INFLIGHT (one
 // 64-row sub-tile per math warpgroup, 1d2d, no KPAIR) keeps two partial accumulators: block
 // kb's wgmma run while block kb - 1 is promoted, so the tensor core does not drain at every
-// promotion.
+// promotion. FP8 256-row 1d2d tiles up to 104 columns wide (PAIR) keep a partial per 64-row
+// sub-tile: a warpgroup issues both sub-tiles' groups and promotes the first while the second
+// runs (the math warps take 240 registers, the producer 24).
 //
 // GROUPED == 1 (M-grouped contiguous, MoE): A and D hold every expert's rows back to back, B
 // is [G, N, K] seen as [G * N, K], and `row_groups` gives each row's expert (-1: padding).
@@ -110,6 +112,9 @@ constexpr uint32_t SFB_BYTES = SFB_ROWS ? BLOCK_N * 4 : 0;  // TMA bytes per sta
 // 256-row tiles load them from global memory as they start the block: the first sub-tile's
 // wgmma covers that load, and a copy in the ring made their 3-stage rings 2-9% slower.
 constexpr bool SFB_RING = IS_FP8 && !SFB_ROWS && M_SUB == 1;
+// two partials per warpgroup, one per 64-row sub-tile (see the header): 2 x BLOCK_N / 2 totals
+// and as many partial sums fit in 240 registers up to 104 columns (112 spilled on an H200 build)
+constexpr bool PAIR = IS_FP8 && M_SUB == 2 && !SFB_ROWS && !KPAIR && BLOCK_N <= 104;
 constexpr uint32_t SFB_STRIDE = SFB_ROWS ? (SFB_BYTES + 127) / 128 * 128 : SFB_RING ? 16 : 0;
 constexpr uint32_t STAGE_TX = A_BYTES + B_BYTES + SFA_BYTES + SFB_BYTES;
 constexpr int CLUSTER = MULTICAST ? 2 : 1;
@@ -389,7 +394,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
 
     const int last_block = (n + 127) / 128 - 1;  // 1d2d: the last B scale block
     if (warpgroup == NUM_MATH_WG) {  // ---------------- TMA producer ----------------
-        regs_dealloc<40>();
+        regs_dealloc<PAIR ? 24 : 40>();
         if (threadIdx.x == MATH_THREADS) {
         int stage = 0;
         uint32_t phase = 0;
@@ -461,7 +466,7 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
     }
 
     // ---------------- math warpgroups ----------------
-    regs_alloc<232>();
+    regs_alloc<PAIR ? 240 : 232>();
     const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
     const int row_in_wg = warp * 16 + lane / 4;  // rows row_in_wg and row_in_wg + 8 of each sub-tile
     const int wg_row0 = KPAIR ? 0 : warpgroup * WG_ROWS;  // the warpgroup's first row in the tile
@@ -625,6 +630,49 @@ KERNEL_NAME(const __grid_constant__ CUtensorMap map_a,    // [M, K], box [BM, 12
             // K block kb, stepped along K, and the next blocks' at fixed offsets from it
             const float* sfb_kb = group_sfb + nb0 * sfb_stride_n + w.kb_begin * sfb_stride_k;
             const long long sfb_off1 = (nb1 - nb0) * sfb_stride_n, sfb_off2 = (nb2 - nb0) * sfb_stride_n;
+            if constexpr (PAIR) {
+                // both sub-tiles' groups in flight: the first is promoted while the second runs
+                // (measured on an H200: 8-10% faster than one group at a time, within 3% of
+                // the same tile with no promotion at all)
+                float pair_part[2][ACC];
+                for (int kb = w.kb_begin; kb < w.kb_end; ++kb, sfb_kb += sfb_stride_k) {
+                    const float sb0 = __ldg(sfb_kb), sb1 = __ldg(sfb_kb + sfb_off1);
+                    mbar_wait(bar_full + stage * 8, phase);
+                    const uint32_t a_tile = base + OFF_A + stage * A_BYTES + wg_row0 * ROW_BYTES;
+                    const uint32_t b_tile = base + OFF_B + stage * B_BYTES;
+                    const float* sfa = sfa_smem + stage * BLOCK_M + wg_row0;
+                    float sa[2][2];
+                    #pragma unroll
+                    for (int s = 0; s < 2; ++s) {
+                        sa[s][0] = sfa[s * 64 + row_in_wg];
+                        sa[s][1] = sfa[s * 64 + row_in_wg + 8];
+                    }
+                    #pragma unroll
+                    for (int s = 0; s < 2; ++s) {
+                        #pragma unroll
+                        for (int i = 0; i < ACC; ++i) fence_operand(pair_part[s][i]);
+                        wgmma_fence();
+                        #pragma unroll
+                        for (int kk = 0; kk < K_STEPS; ++kk)
+                            wgmma_tile(pair_part[s], gmma_desc_k128b(a_tile + s * 64 * ROW_BYTES) + 2 * kk,
+                                       gmma_desc_k128b(b_tile) + 2 * kk, kk > 0);
+                        wgmma_commit();
+                    }
+                    wgmma_wait<1>();
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(pair_part[0][i]);
+                    promote_split<S::first, S::second>(total[0], pair_part[0], sa[0][0], sa[0][1],
+                                                       sb0, sb1, sb1);
+                    wgmma_wait<0>();
+                    #pragma unroll
+                    for (int i = 0; i < ACC; ++i) fence_operand(pair_part[1][i]);
+                    release_stage(bar_empty, stage, lane);
+                    promote_split<S::first, S::second>(total[1], pair_part[1], sa[1][0], sa[1][1],
+                                                       sb0, sb1, sb1);
+                    if (++stage == STAGES) { stage = 0; phase ^= 1; }
+                }
+                return;
+            }
             for (int kb = w.kb_begin; kb < w.kb_end; ++kb, sfb_kb += sfb_stride_k) {
                 if (KPAIR && ((kb - w.kb_begin) & 1) != warpgroup) {  // the other warpgroup's block
                     if (++stage == STAGES) { stage = 0; phase ^= 1; }
