@@ -24,7 +24,7 @@ DENSE = [
     (77, 520, 1040, "block_m=256,block_n=72,stages=4"),  # a partial last K block
     (4096, 3432, 7168, "block_m=256,block_n=104,stages=3"),  # 4 tiles per CTA
     (1024, 1000, 2048, "block_m=256,block_n=64,stages=4"),
-    (512, 832, 1024, "block_m=256,block_n=104,stages=3,multicast=b"),
+    (512, 832, 1024, "block_m=256,block_n=104,stages=3,multicast=a"),
 ]
 
 
